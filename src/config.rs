@@ -1,0 +1,521 @@
+//! Typed configuration: a YAML (or JSON) file plus `MESH_AUTHZ_` environment overrides, validated
+//! with path-qualified errors.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::token::Algorithm;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Token issuers; a token's `iss` selects its provider.
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// Where the caller's transport identity comes from.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// The revocation store.
+    #[serde(default)]
+    pub revocation: RevocationConfig,
+    /// Per-route rules; the first match wins.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// What happens to a request no rule matches.
+    #[serde(default)]
+    pub default_action: Action,
+    /// Input size limits and cache bounds.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Log format and level.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// Listener addresses and TLS.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// ext_authz v3 and grpc.health.v1.
+    #[serde(default = "default_grpc_addr")]
+    pub grpc_addr: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    #[serde(default = "default_http_addr")]
+    pub http_addr: SocketAddr,
+    /// Optional TLS / mTLS on the gRPC listener.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Optional revocation admin API (its own listener, mTLS).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// How long in-flight checks may take to finish after SIGTERM.
+    #[serde(default = "default_shutdown_grace", with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: default_grpc_addr(),
+            http_addr: default_http_addr(),
+            tls: None,
+            admin: None,
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+fn default_grpc_addr() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9001))
+}
+fn default_http_addr() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9002))
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Server-side TLS; with `client_ca_file`, client certificates are required.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM CA bundle; when set, clients must present a certificate it signed.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// The revocation admin API listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM CA bundle that client certificates must chain to.
+    pub client_ca_file: PathBuf,
+    /// SPIFFE IDs allowed to call the admin API.
+    #[serde(default)]
+    pub allowed_spiffe_ids: Vec<String>,
+}
+
+/// One token issuer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// A short name, used in metrics and logs.
+    pub name: String,
+    /// Must equal the token's `iss` exactly.
+    pub issuer: String,
+    /// Accepted audiences; the token's `aud` (string or array) must contain one. Empty: `aud` is
+    /// not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Where the verification keys come from.
+    pub jwks: JwksConfig,
+    /// Accepted signature algorithms (asymmetric only).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<Algorithm>,
+    /// Allowed clock difference for `exp`, `nbf` and `iat`.
+    #[serde(default = "default_clock_skew", with = "duration")]
+    pub clock_skew: Duration,
+    /// Keep the `authorization` header for the upstream.
+    #[serde(default)]
+    pub forward_token: bool,
+    /// Claim (dotted path for nested claims) → request header set for the upstream.
+    #[serde(default)]
+    pub claims_to_headers: BTreeMap<String, String>,
+    /// Claims that must be present.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// When set, `exp - iat` may not exceed it (and `iat` is required).
+    #[serde(default, with = "opt_duration")]
+    pub max_token_lifetime: Option<Duration>,
+}
+
+fn default_algorithms() -> Vec<Algorithm> {
+    vec![Algorithm::RS256]
+}
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// JWKS source: exactly one of `uri`, `discovery`, `file`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {
+    /// `https://…/jwks.json` (plain `http://` is accepted for in-cluster and test use).
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// Find `jwks_uri` at `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// A local JWKS file, re-read every `refresh_interval`.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// How often keys are refreshed.
+    #[serde(default = "default_refresh_interval", with = "duration")]
+    pub refresh_interval: Duration,
+    /// An unknown `kid` triggers at most one refetch per interval.
+    #[serde(default = "default_min_refetch_interval", with = "duration")]
+    pub min_refetch_interval: Duration,
+    /// Timeout of one fetch.
+    #[serde(default = "default_fetch_timeout", with = "duration")]
+    pub fetch_timeout: Duration,
+    /// Extra PEM CA bundle trusted for the JWKS and discovery endpoints.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_refresh_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_min_refetch_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_fetch_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// A source of the caller's transport identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentitySource {
+    /// `attributes.source.principal`.
+    Principal,
+    /// `attributes.source.certificate` (`include_peer_certificate`).
+    Certificate,
+    /// `x-forwarded-client-cert`, only with `trust_xfcc: true`.
+    Xfcc,
+}
+
+/// Transport identity settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Sources in order of preference.
+    #[serde(default = "default_sources")]
+    pub sources: Vec<IdentitySource>,
+    /// Read `x-forwarded-client-cert` (only behind a proxy that sanitizes it).
+    #[serde(default)]
+    pub trust_xfcc: bool,
+    /// Accepted SPIFFE trust domains; empty accepts any.
+    #[serde(default)]
+    pub trust_domains: Vec<String>,
+    /// Header that carries the caller's SPIFFE ID upstream.
+    #[serde(default = "default_spiffe_id_header")]
+    pub spiffe_id_header: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            sources: default_sources(),
+            trust_xfcc: false,
+            trust_domains: Vec::new(),
+            spiffe_id_header: default_spiffe_id_header(),
+        }
+    }
+}
+
+fn default_sources() -> Vec<IdentitySource> {
+    vec![IdentitySource::Principal, IdentitySource::Certificate]
+}
+fn default_spiffe_id_header() -> String {
+    "x-auth-spiffe-id".to_string()
+}
+
+/// Which revocation store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// Embedded, per replica.
+    #[default]
+    Memory,
+    /// Shared Redis.
+    Redis,
+}
+
+/// What to do when a dependency fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Fail closed.
+    #[default]
+    Deny,
+    /// Fail open (an explicit operator choice).
+    Allow,
+}
+
+/// Revocation settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// `memory` (default) or `redis`.
+    #[serde(default)]
+    pub store: StoreKind,
+    /// Redis settings, used with `store: redis`.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    /// What a failed lookup means.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// Redis connection settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL of a single node.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Seed nodes of a Redis Cluster.
+    #[serde(default)]
+    pub cluster_nodes: Vec<String>,
+    /// Prefix of every key.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// How long a lookup result is cached locally.
+    #[serde(default = "default_cache_ttl", with = "duration")]
+    pub cache_ttl: Duration,
+}
+
+fn default_key_prefix() -> String {
+    "mesh-authz:".to_string()
+}
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Deny (403).
+    #[default]
+    Deny,
+    /// Allow.
+    Allow,
+}
+
+/// One rule: where it applies and what it requires.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Name, for logs, metrics and `--explain`.
+    pub name: String,
+    /// Which requests the rule applies to.
+    #[serde(default, rename = "match")]
+    pub matcher: MatchConfig,
+    /// Let requests through without a token or peer (a valid token's claims are still injected).
+    #[serde(default)]
+    pub allow_anonymous: bool,
+    /// What the caller must prove.
+    #[serde(default)]
+    pub require: RequireConfig,
+}
+
+/// Request matching; every condition given must hold.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Exact host names (case-insensitive, port ignored); `*.example.com` matches subdomains.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path prefix, segment-aware: `/admin` matches `/admin` and `/admin/x`, not `/administrator`.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Exact path.
+    #[serde(default)]
+    pub path_exact: Option<String>,
+    /// HTTP methods (upper case).
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// What a matching request must prove.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequireConfig {
+    /// A valid token is required (default true; set false for mTLS-only rules).
+    #[serde(default = "default_true")]
+    pub token: bool,
+    /// A transport identity is required.
+    #[serde(default)]
+    pub peer: bool,
+    /// The caller's SPIFFE ID must be one of these.
+    #[serde(default)]
+    pub spiffe_ids: Vec<String>,
+    /// The caller's SPIFFE ID must start with one of these (segment-aware).
+    #[serde(default)]
+    pub spiffe_id_prefixes: Vec<String>,
+    /// The caller's SPIFFE ID must be in one of these trust domains.
+    #[serde(default)]
+    pub trust_domains: Vec<String>,
+    /// The token must carry every one of these scopes (`scope` string or `scp` array).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Claim (dotted path) → accepted values; the claim (or one element of an array claim) must be
+    /// one of them.
+    #[serde(default)]
+    pub claims: BTreeMap<String, Vec<String>>,
+    /// RFC 8705: the token's `cnf.x5t#S256` must equal the client certificate's SHA-256 thumbprint.
+    #[serde(default)]
+    pub bound_token: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for RequireConfig {
+    fn default() -> Self {
+        Self {
+            token: true,
+            peer: false,
+            spiffe_ids: Vec::new(),
+            spiffe_id_prefixes: Vec::new(),
+            trust_domains: Vec::new(),
+            scopes: Vec::new(),
+            claims: BTreeMap::new(),
+            bound_token: false,
+        }
+    }
+}
+
+/// Limits on input sizes and cache bounds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// A longer token is refused before any parsing.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Verified tokens kept in the cache at most.
+    #[serde(default = "default_token_cache_capacity")]
+    pub token_cache_capacity: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_token_bytes: default_max_token_bytes(),
+            token_cache_capacity: default_token_cache_capacity(),
+        }
+    }
+}
+
+fn default_max_token_bytes() -> usize {
+    8192
+}
+fn default_token_cache_capacity() -> u64 {
+    100_000
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `json` (default) or `text`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `mesh_authz=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Human-readable.
+    Text,
+}
+
+/// Durations as `30s`, `5m`, `1h30m` (or a bare number of seconds).
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    /// Parses `30s`, `5m`, `250ms`, `1h 30m`, or a number of seconds.
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let s = s.trim();
+        if let Ok(secs) = s.parse::<u64>() {
+            return Ok(Duration::from_secs(secs));
+        }
+        humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+    }
+
+    /// serde: deserialize a duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| D::Error::custom("expected a duration such as 30s or 5m"))?
+        {
+            Raw::Secs(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => parse(&t).map_err(D::Error::custom),
+        }
+    }
+
+    /// serde: serialize a duration as humantime text.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// Optional durations.
+pub mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// serde: deserialize an optional duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct W(#[serde(with = "super::duration")] Duration);
+        Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+    }
+
+    /// serde: serialize an optional duration.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+}

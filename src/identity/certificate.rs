@@ -1,0 +1,1 @@
+//! The peer certificate Envoy forwards (`include_peer_certificate`): URL-encoded PEM.

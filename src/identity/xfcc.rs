@@ -1,0 +1,1 @@
+//! `x-forwarded-client-cert` parsing (Envoy's grammar).

@@ -1,0 +1,1 @@
+//! Issuer tools for operators and tests: key generation (`keygen`) and token minting (`mint`).

@@ -1,0 +1,1 @@
+//! Transport adapters: Envoy ext_authz over gRPC, and the HTTP listener.

@@ -1,0 +1,108 @@
+//! Prometheus metrics and logging setup.
+//!
+//! Labels are bounded: decision, reason (a fixed set), provider (from config), outcome, source.
+//! Never a label per user, token or path.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric mesh-authz exports, registered in its own registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `mesh_authz_checks_total{decision, reason}`.
+    pub checks: IntCounterVec,
+    /// `mesh_authz_check_duration_seconds{decision}`.
+    pub check_duration: HistogramVec,
+    /// `mesh_authz_jwks_refresh_total{provider, outcome}`.
+    pub jwks_refresh: IntCounterVec,
+    /// `mesh_authz_jwks_keys{provider}`: keys currently held.
+    pub jwks_keys: IntGaugeVec,
+    /// `mesh_authz_token_cache_total{outcome="hit"|"miss"}`.
+    pub token_cache: IntCounterVec,
+    /// `mesh_authz_revocation_lookups_total{source, outcome}`.
+    pub revocation_lookups: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("mesh_authz".into()), None)
+            .unwrap_or_else(|_| Registry::new());
+        let checks = IntCounterVec::new(
+            Opts::new("checks_total", "Checks answered, by decision and reason."),
+            &["decision", "reason"],
+        )
+        .expect("static metric definition");
+        let check_duration = HistogramVec::new(
+            HistogramOpts::new("check_duration_seconds", "Time to answer one check.").buckets(
+                vec![
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+                    0.05, 0.1, 0.25, 1.0,
+                ],
+            ),
+            &["decision"],
+        )
+        .expect("static metric definition");
+        let jwks_refresh = IntCounterVec::new(
+            Opts::new("jwks_refresh_total", "JWKS fetches, by provider and outcome."),
+            &["provider", "outcome"],
+        )
+        .expect("static metric definition");
+        let jwks_keys = IntGaugeVec::new(
+            Opts::new("jwks_keys", "Verification keys held, by provider."),
+            &["provider"],
+        )
+        .expect("static metric definition");
+        let token_cache = IntCounterVec::new(
+            Opts::new("token_cache_total", "Verified-token cache lookups, by outcome."),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let revocation_lookups = IntCounterVec::new(
+            Opts::new(
+                "revocation_lookups_total",
+                "Revocation lookups, by source (cache, memory, redis) and outcome.",
+            ),
+            &["source", "outcome"],
+        )
+        .expect("static metric definition");
+        for c in [
+            Box::new(checks.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(check_duration.clone()),
+            Box::new(jwks_refresh.clone()),
+            Box::new(jwks_keys.clone()),
+            Box::new(token_cache.clone()),
+            Box::new(revocation_lookups.clone()),
+        ] {
+            // Names are static and distinct, so registration cannot collide.
+            let _ = registry.register(c);
+        }
+        Self {
+            registry,
+            checks,
+            check_duration,
+            jwks_refresh,
+            jwks_keys,
+            token_cache,
+            revocation_lookups,
+        }
+    }
+
+    /// The text exposition format for `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
