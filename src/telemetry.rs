@@ -38,15 +38,18 @@ impl Metrics {
         let check_duration = HistogramVec::new(
             HistogramOpts::new("check_duration_seconds", "Time to answer one check.").buckets(
                 vec![
-                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
-                    0.05, 0.1, 0.25, 1.0,
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                    0.1, 0.25, 1.0,
                 ],
             ),
             &["decision"],
         )
         .expect("static metric definition");
         let jwks_refresh = IntCounterVec::new(
-            Opts::new("jwks_refresh_total", "JWKS fetches, by provider and outcome."),
+            Opts::new(
+                "jwks_refresh_total",
+                "JWKS fetches, by provider and outcome.",
+            ),
             &["provider", "outcome"],
         )
         .expect("static metric definition");
@@ -56,7 +59,10 @@ impl Metrics {
         )
         .expect("static metric definition");
         let token_cache = IntCounterVec::new(
-            Opts::new("token_cache_total", "Verified-token cache lookups, by outcome."),
+            Opts::new(
+                "token_cache_total",
+                "Verified-token cache lookups, by outcome.",
+            ),
             &["outcome"],
         )
         .expect("static metric definition");

@@ -29,3 +29,291 @@ pub struct Request {
     /// `x-request-id`, for log correlation.
     pub request_id: Option<String>,
 }
+
+pub mod decision;
+pub mod headers;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+pub use decision::{Allowed, Decision, Denied, DenyStatus};
+use decision::{CHALLENGE_INVALID, CHALLENGE_MISSING, CHALLENGE_SCOPE};
+use headers::HeaderPlan;
+
+use crate::config::{Action, Config, ConfigErrors, IdentityConfig, OnError};
+use crate::identity::{self, PeerIdentity};
+use crate::policy::{Policy, Rule, Unmet};
+use crate::revocation::{RevocationStore, Status, TokenRef};
+use crate::telemetry::Metrics;
+use crate::token::extract;
+use crate::token::verify::{VerifiedToken, Verifier};
+
+/// Answers checks. Built once from the config; shared by every transport.
+pub struct Checker {
+    policy: Policy,
+    verifier: Arc<Verifier>,
+    identity: IdentityConfig,
+    revocation: Arc<dyn RevocationStore>,
+    revocation_on_error: OnError,
+    headers: HeaderPlan,
+    metrics: Metrics,
+}
+
+/// What the credentials of a request came to, before the rule is applied.
+struct Credentials {
+    peer: Option<PeerIdentity>,
+    token: Option<Arc<VerifiedToken>>,
+}
+
+impl Checker {
+    /// Builds a checker; the verifier and revocation store are handles the caller owns.
+    pub fn new(
+        config: &Config,
+        verifier: Arc<Verifier>,
+        revocation: Arc<dyn RevocationStore>,
+        metrics: Metrics,
+    ) -> Result<Self, ConfigErrors> {
+        let policy = Policy::new(&config.rules, config.default_action).map_err(|errors| {
+            ConfigErrors(
+                errors
+                    .into_iter()
+                    .map(|e| crate::config::ConfigError::new(e.path, e.message))
+                    .collect(),
+            )
+        })?;
+        Ok(Self {
+            policy,
+            verifier,
+            identity: config.identity.clone(),
+            revocation,
+            revocation_on_error: config.revocation.on_error,
+            headers: HeaderPlan::new(config),
+            metrics,
+        })
+    }
+
+    /// The token verifier (for readiness).
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// Decides one request at time `now` (unix seconds), counting and logging the outcome.
+    pub async fn check(&self, req: &Request, now: i64) -> Decision {
+        let started = Instant::now();
+        let decision = self.decide(req, now).await;
+        let label = if decision.is_allow() { "allow" } else { "deny" };
+        self.metrics
+            .checks
+            .with_label_values(&[label, decision.reason()])
+            .inc();
+        self.metrics
+            .check_duration
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
+        if let Decision::Deny(d) = &decision {
+            // The precise reason goes to the log, never to the client; no token or certificate.
+            tracing::info!(
+                decision = "deny",
+                status = d.status.code(),
+                reason = d.reason,
+                rule = d.rule.as_deref().unwrap_or(""),
+                request_id = req.request_id.as_deref().unwrap_or(""),
+                method = %req.method,
+                host = %req.host,
+                path = %req.path,
+                "check denied"
+            );
+        }
+        decision
+    }
+
+    async fn decide(&self, req: &Request, now: i64) -> Decision {
+        let rule = self.policy.select(req);
+        let rule_name = rule.map(Rule::name);
+        // A request no rule matches is handled like an anonymous rule when the default allows.
+        let anonymous = match rule {
+            Some(r) => r.allow_anonymous(),
+            None if self.policy.default_action() == Action::Allow => true,
+            None => {
+                return deny(DenyStatus::Forbidden, "no_matching_rule", None);
+            }
+        };
+        let credentials = match self.credentials(req, now, anonymous, rule_name).await {
+            Ok(c) => c,
+            Err(denied) => return Decision::Deny(denied),
+        };
+        if let Some(rule) = rule
+            && let Err(unmet) =
+                rule.evaluate(credentials.peer.as_ref(), credentials.token.as_deref())
+        {
+            return Decision::Deny(unmet_denial(unmet, rule_name));
+        }
+        Decision::Allow(self.allowed(rule_name, &credentials))
+    }
+
+    /// Resolves the peer and verifies the token. On an anonymous rule bad credentials are dropped
+    /// rather than refused; elsewhere a presented credential must be valid even if not required.
+    async fn credentials(
+        &self,
+        req: &Request,
+        now: i64,
+        anonymous: bool,
+        rule: Option<&str>,
+    ) -> Result<Credentials, Denied> {
+        let peer = match identity::resolve(&self.identity, &req.peer, &req.headers) {
+            Ok(p) => p,
+            Err(_) if anonymous => None,
+            Err(e) => return Err(Denied::new(DenyStatus::Forbidden, e.reason(), rule)),
+        };
+        let peer = match peer {
+            Some(p)
+                if p.spiffe_id
+                    .as_ref()
+                    .is_some_and(|id| !identity::trust_domain_allowed(&self.identity, id)) =>
+            {
+                if anonymous {
+                    None
+                } else {
+                    return Err(Denied::new(
+                        DenyStatus::Forbidden,
+                        "peer_trust_domain_not_trusted",
+                        rule,
+                    ));
+                }
+            }
+            other => other,
+        };
+
+        let token = match extract::bearer(&req.headers) {
+            Ok(None) => None,
+            Err(_) if anonymous => None,
+            Err(_) => {
+                return Err(
+                    Denied::new(DenyStatus::Unauthorized, "token_malformed_header", rule)
+                        .with_challenge(CHALLENGE_INVALID),
+                );
+            }
+            Ok(Some(raw)) => match self.verifier.verify(raw, now).await {
+                Ok(t) => Some(t),
+                Err(_) if anonymous => None,
+                Err(e) if e.is_dependency_failure() => {
+                    return Err(Denied::new(DenyStatus::Unavailable, e.reason(), rule));
+                }
+                Err(e) => {
+                    return Err(Denied::new(DenyStatus::Unauthorized, e.reason(), rule)
+                        .with_challenge(CHALLENGE_INVALID));
+                }
+            },
+        };
+        let token = match token {
+            Some(t) => self.unrevoked(t, anonymous, rule).await?,
+            None => None,
+        };
+        Ok(Credentials { peer, token })
+    }
+
+    /// Applies the revocation set to a verified token.
+    async fn unrevoked(
+        &self,
+        token: Arc<VerifiedToken>,
+        anonymous: bool,
+        rule: Option<&str>,
+    ) -> Result<Option<Arc<VerifiedToken>>, Denied> {
+        let c = &token.claims;
+        let lookup = TokenRef {
+            jti: c.jti.as_deref(),
+            sub: c.sub.as_deref(),
+            iat: c.iat,
+            parent_jti: c.parent_jti.as_deref(),
+        };
+        let source = self.revocation.kind();
+        let status = self.revocation.status(lookup).await;
+        let outcome = match &status {
+            Ok(Status::Active) => "active",
+            Ok(Status::Revoked(_)) => "revoked",
+            Err(_) => "error",
+        };
+        self.metrics
+            .revocation_lookups
+            .with_label_values(&[source, outcome])
+            .inc();
+        match status {
+            Ok(Status::Active) => Ok(Some(token)),
+            Ok(Status::Revoked(_)) if anonymous => Ok(None),
+            Ok(Status::Revoked(_)) => {
+                Err(Denied::new(DenyStatus::Unauthorized, "token_revoked", rule)
+                    .with_challenge(CHALLENGE_INVALID))
+            }
+            Err(e) => match self.revocation_on_error {
+                OnError::Allow => {
+                    tracing::warn!(error = %e, "revocation lookup failed; on_error allows");
+                    Ok(Some(token))
+                }
+                OnError::Deny if anonymous => Ok(None),
+                OnError::Deny => Err(Denied::new(
+                    DenyStatus::Unavailable,
+                    "revocation_unavailable",
+                    rule,
+                )),
+            },
+        }
+    }
+
+    fn allowed(&self, rule: Option<&str>, credentials: &Credentials) -> Allowed {
+        let spiffe_id = credentials
+            .peer
+            .as_ref()
+            .and_then(|p| p.spiffe_id.as_ref())
+            .map(|id| id.as_str());
+        let provider = credentials
+            .token
+            .as_ref()
+            .map(|t| self.verifier.provider(t.provider));
+        let claims = credentials
+            .token
+            .as_ref()
+            .zip(provider)
+            .map(|(t, p)| (&t.claims.raw, &p.claims_to_headers));
+        let (set_headers, mut remove_headers) = self.headers.build(spiffe_id, claims);
+        if !provider.is_some_and(|p| p.forward_token) {
+            remove_headers.push("authorization".to_string());
+        }
+        let mut metadata = Map::new();
+        if let Some(rule) = rule {
+            metadata.insert("rule".into(), Value::String(rule.to_string()));
+        }
+        if let Some(id) = spiffe_id {
+            metadata.insert("spiffe_id".into(), Value::String(id.to_string()));
+        }
+        if let Some(t) = &credentials.token {
+            metadata.insert(
+                "provider".into(),
+                Value::String(t.provider_name.to_string()),
+            );
+            metadata.insert("claims".into(), Value::Object(t.claims.raw.clone()));
+        }
+        Allowed {
+            rule: rule.map(str::to_string),
+            set_headers,
+            remove_headers,
+            metadata,
+        }
+    }
+}
+
+fn deny(status: DenyStatus, reason: &'static str, rule: Option<&str>) -> Decision {
+    Decision::Deny(Denied::new(status, reason, rule))
+}
+
+fn unmet_denial(unmet: Unmet, rule: Option<&str>) -> Denied {
+    match unmet {
+        Unmet::TokenRequired => Denied::new(DenyStatus::Unauthorized, unmet.reason(), rule)
+            .with_challenge(CHALLENGE_MISSING),
+        Unmet::InsufficientScope => {
+            Denied::new(DenyStatus::Forbidden, unmet.reason(), rule).with_challenge(CHALLENGE_SCOPE)
+        }
+        other => Denied::new(DenyStatus::Forbidden, other.reason(), rule),
+    }
+}

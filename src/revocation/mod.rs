@@ -48,12 +48,24 @@ pub struct StoreError(pub String);
 
 /// A revocation store: memory (embedded default) or Redis.
 pub trait RevocationStore: Send + Sync {
+    /// A short name for metrics and logs (`memory`, `redis`).
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
     /// Looks up every fact of `token` (one round trip at most for a remote store).
     fn status<'a>(&'a self, token: TokenRef<'a>) -> BoxFuture<'a, Result<Status, StoreError>>;
     /// Revokes one token id until `expires_at` (unix seconds; after that the token is dead anyway).
-    fn revoke_jti<'a>(&'a self, jti: &'a str, expires_at: i64) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn revoke_jti<'a>(
+        &'a self,
+        jti: &'a str,
+        expires_at: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Revokes every token of `sub` issued at or before `before` (unix seconds).
-    fn revoke_subject<'a>(&'a self, sub: &'a str, before: i64) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn revoke_subject<'a>(
+        &'a self,
+        sub: &'a str,
+        before: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Lifts a `jti` revocation.
     fn unrevoke_jti<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Lifts a subject cut-off.

@@ -1,1 +1,7 @@
-//! Transport adapters: Envoy ext_authz over gRPC, and the HTTP listener.
+//! Transport adapters: Envoy ext_authz over gRPC, and the HTTP listener; [`run`] wires them up.
+
+pub mod grpc;
+pub mod http;
+mod run;
+
+pub use run::{Running, ServeError, run, start};

@@ -1,0 +1,109 @@
+//! The outcome of a check, independent of the transport that carries it.
+
+use serde_json::{Map, Value};
+
+/// Allow or deny.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Let the request through.
+    Allow(Allowed),
+    /// Refuse it.
+    Deny(Denied),
+}
+
+impl Decision {
+    /// The fixed reason label (`ok` for an allow).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Decision::Allow(_) => "ok",
+            Decision::Deny(d) => d.reason,
+        }
+    }
+
+    /// True for an allow.
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+}
+
+/// What an allow tells the proxy to do to the request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Allowed {
+    /// The matched rule (`None`: no rule matched and `default_action` is allow).
+    pub rule: Option<String>,
+    /// Headers to set upstream, overwriting any the client sent.
+    pub set_headers: Vec<(String, String)>,
+    /// Headers to remove upstream (injectable names without a value, and `authorization`).
+    pub remove_headers: Vec<String>,
+    /// Facts for the proxy's dynamic metadata (claims, SPIFFE ID, rule).
+    pub metadata: Map<String, Value>,
+}
+
+/// The HTTP status of a denial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyStatus {
+    /// 401: no usable credentials; carries `WWW-Authenticate`.
+    Unauthorized,
+    /// 403: a known caller that may not do this.
+    Forbidden,
+    /// 503: a dependency failed and the policy is to fail closed.
+    Unavailable,
+}
+
+impl DenyStatus {
+    /// The HTTP status code.
+    pub fn code(self) -> u16 {
+        match self {
+            DenyStatus::Unauthorized => 401,
+            DenyStatus::Forbidden => 403,
+            DenyStatus::Unavailable => 503,
+        }
+    }
+
+    /// The generic JSON body sent to the client (never the precise reason).
+    pub fn body(self) -> &'static str {
+        match self {
+            DenyStatus::Unauthorized => r#"{"error":"unauthorized"}"#,
+            DenyStatus::Forbidden => r#"{"error":"forbidden"}"#,
+            DenyStatus::Unavailable => r#"{"error":"unavailable"}"#,
+        }
+    }
+}
+
+/// A refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    /// HTTP status.
+    pub status: DenyStatus,
+    /// Precise reason, for logs, metrics and `--explain`; never sent to the client.
+    pub reason: &'static str,
+    /// The matched rule, if any.
+    pub rule: Option<String>,
+    /// `WWW-Authenticate` value (RFC 6750 §3) for 401 and insufficient-scope 403.
+    pub www_authenticate: Option<&'static str>,
+}
+
+/// `WWW-Authenticate` when no credentials were presented (RFC 6750 §3.1: no error code).
+pub const CHALLENGE_MISSING: &str = r#"Bearer realm="mesh-authz""#;
+/// `WWW-Authenticate` for a token that is malformed, expired, revoked or otherwise invalid.
+pub const CHALLENGE_INVALID: &str = r#"Bearer realm="mesh-authz", error="invalid_token""#;
+/// `WWW-Authenticate` for a valid token lacking a scope.
+pub const CHALLENGE_SCOPE: &str = r#"Bearer realm="mesh-authz", error="insufficient_scope""#;
+
+impl Denied {
+    /// A denial with `status`, `reason` and no challenge.
+    pub fn new(status: DenyStatus, reason: &'static str, rule: Option<&str>) -> Self {
+        Self {
+            status,
+            reason,
+            rule: rule.map(str::to_string),
+            www_authenticate: None,
+        }
+    }
+
+    /// Adds a `WWW-Authenticate` challenge.
+    pub fn with_challenge(mut self, challenge: &'static str) -> Self {
+        self.www_authenticate = Some(challenge);
+        self
+    }
+}

@@ -1,0 +1,305 @@
+//! Semantic checks serde cannot express; every problem is reported with its config path.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::{Config, ConfigError, IdentitySource, JwksConfig, ProviderConfig, StoreKind};
+use crate::policy::Policy;
+
+/// Headers mesh-authz must never be told to inject.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "cookie",
+    "x-forwarded-client-cert",
+    "x-forwarded-for",
+    "x-request-id",
+];
+
+/// Every semantic problem of `config`, in document order.
+pub fn validate(config: &Config) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut names = HashSet::new();
+    let mut issuers = HashSet::new();
+    let mut injected = HashSet::new();
+    if !config.identity.spiffe_id_header.is_empty() {
+        injected.insert(config.identity.spiffe_id_header.clone());
+    }
+    for (i, p) in config.providers.iter().enumerate() {
+        let at = format!("providers[{i}]");
+        provider(&at, p, &mut errors);
+        if !p.name.is_empty() && !names.insert(p.name.clone()) {
+            errors.push(ConfigError::new(
+                format!("{at}.name"),
+                format!("duplicate provider name {:?}", p.name),
+            ));
+        }
+        if !p.issuer.is_empty() && !issuers.insert(p.issuer.clone()) {
+            errors.push(ConfigError::new(
+                format!("{at}.issuer"),
+                "another provider has the same issuer".to_string(),
+            ));
+        }
+        for header in p.claims_to_headers.values() {
+            injected.insert(header.clone());
+        }
+    }
+    identity(config, &mut errors);
+    revocation(config, &mut errors);
+    if config.limits.max_token_bytes == 0 || config.limits.max_token_bytes > 65_536 {
+        errors.push(ConfigError::new(
+            "limits.max_token_bytes",
+            "must be between 1 and 65536".to_string(),
+        ));
+    }
+    if config.limits.token_cache_capacity == 0 {
+        errors.push(ConfigError::new(
+            "limits.token_cache_capacity",
+            "must be at least 1".to_string(),
+        ));
+    }
+    if tracing_subscriber::EnvFilter::try_new(&config.logging.level).is_err() {
+        errors.push(ConfigError::new(
+            "logging.level",
+            format!("not a valid log filter: {:?}", config.logging.level),
+        ));
+    }
+    if let Some(tls) = &config.server.tls {
+        readable("server.tls.cert_file", &tls.cert_file, &mut errors);
+        readable("server.tls.key_file", &tls.key_file, &mut errors);
+        if let Some(ca) = &tls.client_ca_file {
+            readable("server.tls.client_ca_file", ca, &mut errors);
+        }
+    }
+    if config.server.admin.is_some() {
+        errors.push(ConfigError::new(
+            "server.admin",
+            "the revocation admin API is not available in this version".to_string(),
+        ));
+    }
+    if config.server.grpc_addr == config.server.http_addr {
+        errors.push(ConfigError::new(
+            "server.http_addr",
+            "must differ from server.grpc_addr".to_string(),
+        ));
+    }
+    if let Err(policy_errors) = Policy::new(&config.rules, config.default_action) {
+        errors.extend(
+            policy_errors
+                .into_iter()
+                .map(|e| ConfigError::new(e.path, e.message)),
+        );
+    }
+    errors
+}
+
+fn provider(at: &str, p: &ProviderConfig, errors: &mut Vec<ConfigError>) {
+    if p.name.trim().is_empty() {
+        errors.push(ConfigError::new(
+            format!("{at}.name"),
+            "must not be empty".into(),
+        ));
+    }
+    if p.issuer.trim().is_empty() {
+        errors.push(ConfigError::new(
+            format!("{at}.issuer"),
+            "must not be empty".into(),
+        ));
+    }
+    if p.algorithms.is_empty() {
+        errors.push(ConfigError::new(
+            format!("{at}.algorithms"),
+            "must list at least one algorithm".into(),
+        ));
+    }
+    if p.audiences.iter().any(|a| a.is_empty()) {
+        errors.push(ConfigError::new(
+            format!("{at}.audiences"),
+            "must not contain an empty audience".into(),
+        ));
+    }
+    if p.clock_skew.as_secs() > 300 {
+        errors.push(ConfigError::new(
+            format!("{at}.clock_skew"),
+            "must be at most 5m".into(),
+        ));
+    }
+    if matches!(p.max_token_lifetime, Some(d) if d.is_zero()) {
+        errors.push(ConfigError::new(
+            format!("{at}.max_token_lifetime"),
+            "must be positive".into(),
+        ));
+    }
+    jwks(&format!("{at}.jwks"), &p.jwks, &p.issuer, errors);
+    for (claim, header) in &p.claims_to_headers {
+        let path = format!("{at}.claims_to_headers.{claim}");
+        if claim.is_empty() || claim.split('.').any(str::is_empty) {
+            errors.push(ConfigError::new(path.clone(), "not a claim path".into()));
+        }
+        header_name(&path, header, errors);
+    }
+    for (j, claim) in p.required_claims.iter().enumerate() {
+        if claim.is_empty() {
+            errors.push(ConfigError::new(
+                format!("{at}.required_claims[{j}]"),
+                "must not be empty".into(),
+            ));
+        }
+    }
+}
+
+fn jwks(at: &str, j: &JwksConfig, issuer: &str, errors: &mut Vec<ConfigError>) {
+    let sources =
+        usize::from(j.uri.is_some()) + usize::from(j.discovery) + usize::from(j.file.is_some());
+    if sources == 0 {
+        errors.push(ConfigError::new(
+            at,
+            "one of uri, discovery, file is required".into(),
+        ));
+    } else if sources > 1 {
+        errors.push(ConfigError::new(
+            at,
+            "only one of uri, discovery, file may be set".into(),
+        ));
+    }
+    if let Some(uri) = &j.uri {
+        http_url(&format!("{at}.uri"), uri, errors);
+    }
+    if j.discovery {
+        http_url(&format!("{at}.discovery (issuer)"), issuer, errors);
+    }
+    if let Some(file) = &j.file {
+        readable(&format!("{at}.file"), file, errors);
+    }
+    if let Some(ca) = &j.ca_file {
+        readable(&format!("{at}.ca_file"), ca, errors);
+    }
+    if j.refresh_interval.is_zero() {
+        errors.push(ConfigError::new(
+            format!("{at}.refresh_interval"),
+            "must be positive".into(),
+        ));
+    }
+    if j.fetch_timeout.is_zero() {
+        errors.push(ConfigError::new(
+            format!("{at}.fetch_timeout"),
+            "must be positive".into(),
+        ));
+    }
+    if j.min_refetch_interval > j.refresh_interval {
+        errors.push(ConfigError::new(
+            format!("{at}.min_refetch_interval"),
+            "must not exceed refresh_interval".into(),
+        ));
+    }
+}
+
+fn identity(config: &Config, errors: &mut Vec<ConfigError>) {
+    let id = &config.identity;
+    if id.sources.is_empty() {
+        errors.push(ConfigError::new(
+            "identity.sources",
+            "must list at least one source".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, s) in id.sources.iter().enumerate() {
+        if !seen.insert(*s) {
+            errors.push(ConfigError::new(
+                format!("identity.sources[{i}]"),
+                "listed twice".into(),
+            ));
+        }
+    }
+    if id.sources.contains(&IdentitySource::Xfcc) && !id.trust_xfcc {
+        errors.push(ConfigError::new(
+            "identity.sources",
+            "xfcc is read only with identity.trust_xfcc: true (and only behind a proxy that sanitizes the header)".into(),
+        ));
+    }
+    for (i, td) in id.trust_domains.iter().enumerate() {
+        if !valid_trust_domain(td) {
+            errors.push(ConfigError::new(
+                format!("identity.trust_domains[{i}]"),
+                format!("{td:?} is not a SPIFFE trust domain name"),
+            ));
+        }
+    }
+    header_name("identity.spiffe_id_header", &id.spiffe_id_header, errors);
+}
+
+fn revocation(config: &Config, errors: &mut Vec<ConfigError>) {
+    if config.revocation.store == StoreKind::Redis {
+        match &config.revocation.redis {
+            None => errors.push(ConfigError::new(
+                "revocation.redis",
+                "required with store: redis".into(),
+            )),
+            Some(r) if r.url.is_none() && r.cluster_nodes.is_empty() => {
+                errors.push(ConfigError::new(
+                    "revocation.redis",
+                    "one of url, cluster_nodes is required".into(),
+                ))
+            }
+            Some(_) => errors.push(ConfigError::new(
+                "revocation.store",
+                "redis is not available in this version; use memory".into(),
+            )),
+        }
+    }
+}
+
+/// SPIFFE trust domain charset: lower-case letters, digits, `.`, `-`, `_`.
+pub(crate) fn valid_trust_domain(td: &str) -> bool {
+    !td.is_empty()
+        && td.len() <= 255
+        && td.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
+}
+
+fn header_name(at: &str, name: &str, errors: &mut Vec<ConfigError>) {
+    let token = !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
+    if !token {
+        errors.push(ConfigError::new(
+            at,
+            format!("{name:?} is not a lower-case HTTP header name"),
+        ));
+    } else if RESERVED_HEADERS.contains(&name) || name.starts_with(':') {
+        errors.push(ConfigError::new(
+            at,
+            format!("{name:?} is reserved and cannot be injected"),
+        ));
+    }
+}
+
+fn http_url(at: &str, s: &str, errors: &mut Vec<ConfigError>) {
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => errors.push(ConfigError::new(at, format!("{s:?} is not an http(s) URL"))),
+    }
+}
+
+fn readable(at: &str, path: &Path, errors: &mut Vec<ConfigError>) {
+    if let Err(e) = std::fs::metadata(path).and_then(|m| {
+        if m.is_file() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("not a regular file"))
+        }
+    }) {
+        errors.push(ConfigError::new(
+            at,
+            format!("cannot read {}: {e}", path.display()),
+        ));
+    }
+}

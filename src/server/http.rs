@@ -1,0 +1,63 @@
+//! The HTTP listener: `/healthz` (live), `/readyz` (keys loaded, not draining), `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::check::Checker;
+use crate::telemetry::Metrics;
+
+/// What the HTTP handlers share.
+pub struct HttpState {
+    /// The checker (for readiness of its verifier).
+    pub checker: Arc<Checker>,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Set when shutdown begins: readiness fails first so load balancers drain us.
+    pub draining: AtomicBool,
+}
+
+impl HttpState {
+    /// Whether the server should receive traffic.
+    pub fn ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed) && self.checker.verifier().ready()
+    }
+}
+
+/// The router for the HTTP listener.
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
+    if state.ready() {
+        (StatusCode::OK, "ready\n")
+    } else if state.draining.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: waiting for verification keys\n",
+        )
+    }
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
