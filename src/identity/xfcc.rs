@@ -1,1 +1,452 @@
 //! `x-forwarded-client-cert` parsing (Envoy's grammar).
+//!
+//! ```text
+//! header  = element *("," element)
+//! element = pair *(";" pair)
+//! pair    = key "=" value
+//! value   = quoted / *unquoted-char
+//! ```
+//!
+//! Keys are case-insensitive (`By`, `Hash`, `Cert`, `Chain`, `Subject`, `URI`, `DNS`; `By`, `URI`
+//! and `DNS` may repeat). This parser is strict where Envoy's output is regular:
+//!
+//! * no whitespace around separators, no empty element or pair, no trailing separator;
+//! * an unquoted value is visible ASCII without `"`, `\`, `=`, `,` or `;` (Envoy quotes any value
+//!   that needs them); a quoted value may hold anything but control characters;
+//! * inside quotes `\"` is a quote and `\\` a backslash; any other `\x` pair is kept verbatim, so
+//!   RFC 4514 DN escapes such as `Acme\, Inc.` pass through unchanged;
+//! * unknown keys (syntactically valid) are ignored, for forward compatibility;
+//! * `Hash`, `Cert`, `Chain`, `Subject` at most once per element;
+//! * at most [`MAX_XFCC_LEN`] bytes and [`MAX_XFCC_ELEMENTS`] elements; linear time.
+//!
+//! Values are returned as written (after unquoting): `Cert`/`Chain` stay URL-encoded PEM.
+//!
+//! Identity comes only from the LAST element: under `APPEND_FORWARD` (Istio's sidecar inbound)
+//! the proxy in front of us appended it, while earlier elements are whatever the client sent.
+
+/// Longest header accepted, in bytes.
+pub const MAX_XFCC_LEN: usize = 64 * 1024;
+/// Most elements accepted in one header.
+pub const MAX_XFCC_ELEMENTS: usize = 100;
+
+/// The header is malformed or too large. Messages never quote the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum XfccError {
+    /// Over [`MAX_XFCC_LEN`] bytes.
+    #[error("header longer than {MAX_XFCC_LEN} bytes")]
+    TooLong,
+    /// Over [`MAX_XFCC_ELEMENTS`] elements.
+    #[error("more than {MAX_XFCC_ELEMENTS} elements")]
+    TooManyElements,
+    /// `,,`, `;;`, a leading or trailing separator.
+    #[error("empty element or pair at byte {0}")]
+    EmptyPair(usize),
+    /// A key without `=`.
+    #[error("missing '=' at byte {0}")]
+    MissingEquals(usize),
+    /// `=value`.
+    #[error("empty key at byte {0}")]
+    EmptyKey(usize),
+    /// A key with characters other than ASCII letters, digits, `-`, `_`.
+    #[error("invalid character in key at byte {0}")]
+    InvalidKey(usize),
+    /// A quoted value without its closing quote.
+    #[error("unterminated quoted value")]
+    UnterminatedQuote,
+    /// Something other than `;`, `,` or the end right after a closing quote.
+    #[error("unexpected character after quoted value at byte {0}")]
+    AfterQuote(usize),
+    /// An unquoted value with a character that needs quoting (or never appears), e.g. whitespace.
+    #[error("invalid character in unquoted value at byte {0}")]
+    InvalidUnquoted(usize),
+    /// A control character anywhere.
+    #[error("control character at byte {0}")]
+    ControlChar(usize),
+    /// `Hash`, `Cert`, `Chain` or `Subject` twice in one element.
+    #[error("duplicate {0} in one element")]
+    DuplicateKey(&'static str),
+}
+
+/// A key this parser knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum XfccKey {
+    /// `By`: the SAN (URI) of the proxy that wrote the element.
+    By,
+    /// `Hash`: hex SHA-256 of the client certificate's DER.
+    Hash,
+    /// `Cert`: the client certificate, URL-encoded PEM.
+    Cert,
+    /// `Chain`: the client certificate chain, URL-encoded PEM.
+    Chain,
+    /// `Subject`: the client certificate's subject DN.
+    Subject,
+    /// `URI`: a URI SAN of the client certificate.
+    Uri,
+    /// `DNS`: a DNS SAN of the client certificate.
+    Dns,
+}
+
+impl XfccKey {
+    /// Lower-case canonical name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XfccKey::By => "by",
+            XfccKey::Hash => "hash",
+            XfccKey::Cert => "cert",
+            XfccKey::Chain => "chain",
+            XfccKey::Subject => "subject",
+            XfccKey::Uri => "uri",
+            XfccKey::Dns => "dns",
+        }
+    }
+
+    /// Case-insensitive lookup; `None` for an unknown key.
+    pub fn from_name(name: &str) -> Option<XfccKey> {
+        [
+            XfccKey::By,
+            XfccKey::Hash,
+            XfccKey::Cert,
+            XfccKey::Chain,
+            XfccKey::Subject,
+            XfccKey::Uri,
+            XfccKey::Dns,
+        ]
+        .into_iter()
+        .find(|k| k.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// One element (one hop's client certificate), typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XfccElement {
+    /// `By` values, in order.
+    pub by: Vec<String>,
+    /// `Hash` (hex SHA-256 of the DER, not validated here).
+    pub hash: Option<String>,
+    /// `Cert` (URL-encoded PEM, not decoded here).
+    pub cert: Option<String>,
+    /// `Chain` (URL-encoded PEM, not decoded here).
+    pub chain: Option<String>,
+    /// `Subject`.
+    pub subject: Option<String>,
+    /// `URI` values, in order (may include an empty one).
+    pub uris: Vec<String>,
+    /// `DNS` values, in order.
+    pub dns: Vec<String>,
+}
+
+impl XfccElement {
+    fn from_pairs(pairs: Vec<(XfccKey, String)>) -> Result<XfccElement, XfccError> {
+        let mut el = XfccElement::default();
+        for (key, value) in pairs {
+            let single = match key {
+                XfccKey::By => {
+                    el.by.push(value);
+                    continue;
+                }
+                XfccKey::Uri => {
+                    el.uris.push(value);
+                    continue;
+                }
+                XfccKey::Dns => {
+                    el.dns.push(value);
+                    continue;
+                }
+                XfccKey::Hash => &mut el.hash,
+                XfccKey::Cert => &mut el.cert,
+                XfccKey::Chain => &mut el.chain,
+                XfccKey::Subject => &mut el.subject,
+            };
+            if single.is_some() {
+                return Err(XfccError::DuplicateKey(key.as_str()));
+            }
+            *single = Some(value);
+        }
+        Ok(el)
+    }
+}
+
+/// Parses the header into typed elements. An empty header is no elements (treated as absent).
+pub fn parse(header: &str) -> Result<Vec<XfccElement>, XfccError> {
+    parse_pairs(header)?
+        .into_iter()
+        .map(XfccElement::from_pairs)
+        .collect()
+}
+
+/// Parses the header and returns its last element (the one the nearest proxy wrote), if any.
+pub fn last_element(header: &str) -> Result<Option<XfccElement>, XfccError> {
+    Ok(parse(header)?.pop())
+}
+
+/// Parses the header into elements of `(key, value)` pairs in header order, unknown keys dropped.
+/// Grammar-level only: repeated single-valued keys are not rejected here (see [`parse`]).
+pub fn parse_pairs(header: &str) -> Result<Vec<Vec<(XfccKey, String)>>, XfccError> {
+    if header.len() > MAX_XFCC_LEN {
+        return Err(XfccError::TooLong);
+    }
+    let b = header.as_bytes();
+    let len = b.len();
+    let mut elements = Vec::new();
+    if len == 0 {
+        return Ok(elements);
+    }
+    let mut current = Vec::new();
+    let mut pos = 0;
+    loop {
+        // Key.
+        let key_start = pos;
+        while pos < len && is_key_byte(b, pos) {
+            pos += 1;
+        }
+        let next = b.get(pos).copied();
+        if pos == key_start {
+            return Err(match next {
+                None | Some(b',' | b';') => XfccError::EmptyPair(pos),
+                Some(b'=') => XfccError::EmptyKey(pos),
+                Some(c) if is_control(c) => XfccError::ControlChar(pos),
+                Some(_) => XfccError::InvalidKey(pos),
+            });
+        }
+        match next {
+            Some(b'=') => {}
+            None | Some(b',' | b';') => return Err(XfccError::MissingEquals(pos)),
+            Some(c) if is_control(c) => return Err(XfccError::ControlChar(pos)),
+            Some(_) => return Err(XfccError::InvalidKey(pos)),
+        }
+        let key = header.get(key_start..pos).unwrap_or("");
+        pos += 1; // '='
+
+        // Value.
+        let value = if b.get(pos) == Some(&b'"') {
+            let (value, end) = quoted_value(b, pos + 1)?;
+            pos = end;
+            value
+        } else {
+            let start = pos;
+            while let Some(&c) = b.get(pos) {
+                match c {
+                    b',' | b';' => break,
+                    c if is_control(c) => return Err(XfccError::ControlChar(pos)),
+                    b'!'..=b'~' if !matches!(c, b'"' | b'\\' | b'=') => pos += 1,
+                    _ => return Err(XfccError::InvalidUnquoted(pos)),
+                }
+            }
+            header.get(start..pos).unwrap_or("").to_owned()
+        };
+        if let Some(k) = XfccKey::from_name(key) {
+            current.push((k, value));
+        }
+
+        // Separator.
+        match b.get(pos) {
+            None => {
+                push_element(&mut elements, std::mem::take(&mut current))?;
+                return Ok(elements);
+            }
+            Some(b';') => {}
+            Some(b',') => push_element(&mut elements, std::mem::take(&mut current))?,
+            Some(_) => return Err(XfccError::AfterQuote(pos)),
+        }
+        pos += 1;
+        if pos == len {
+            return Err(XfccError::EmptyPair(pos));
+        }
+    }
+}
+
+fn push_element(
+    elements: &mut Vec<Vec<(XfccKey, String)>>,
+    element: Vec<(XfccKey, String)>,
+) -> Result<(), XfccError> {
+    if elements.len() >= MAX_XFCC_ELEMENTS {
+        return Err(XfccError::TooManyElements);
+    }
+    elements.push(element);
+    Ok(())
+}
+
+/// Reads a quoted value starting just after the opening quote; returns it unescaped and the
+/// position just after the closing quote.
+fn quoted_value(b: &[u8], mut pos: usize) -> Result<(String, usize), XfccError> {
+    let mut out = Vec::new();
+    loop {
+        match b.get(pos).copied() {
+            None => return Err(XfccError::UnterminatedQuote),
+            Some(b'"') => break,
+            Some(b'\\') => match b.get(pos + 1).copied() {
+                None => return Err(XfccError::UnterminatedQuote),
+                Some(c @ (b'"' | b'\\')) => {
+                    out.push(c);
+                    pos += 2;
+                }
+                Some(c) if is_control(c) => return Err(XfccError::ControlChar(pos + 1)),
+                // Not an XFCC escape: keep both bytes (e.g. an RFC 4514 `\,` inside a Subject).
+                Some(c) => {
+                    out.extend_from_slice(&[b'\\', c]);
+                    pos += 2;
+                }
+            },
+            Some(c) if is_control(c) => return Err(XfccError::ControlChar(pos)),
+            Some(c) => {
+                out.push(c);
+                pos += 1;
+            }
+        }
+    }
+    // Only ASCII bytes were removed from valid UTF-8 input, so this cannot fail; still no panic.
+    let value = String::from_utf8(out).map_err(|_| XfccError::InvalidUnquoted(pos))?;
+    Ok((value, pos + 1))
+}
+
+fn is_key_byte(b: &[u8], pos: usize) -> bool {
+    b.get(pos)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
+}
+
+fn is_control(c: u8) -> bool {
+    c < 0x20 || c == 0x7f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(h: &str) -> Vec<Vec<(&'static str, String)>> {
+        parse_pairs(h)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.into_iter().map(|(k, v)| (k.as_str(), v)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn typed_fields() {
+        let h = "By=spiffe://td/gw;By=http://b;Hash=aa;Cert=\"c%3D\";Chain=\"ch\";\
+                 Subject=\"CN=x, O=y\";URI=spiffe://td/a;URI=;DNS=a.example;DNS=b.example";
+        let els = parse(h).unwrap();
+        assert_eq!(els.len(), 1);
+        let e = &els[0];
+        assert_eq!(e.by, ["spiffe://td/gw", "http://b"]);
+        assert_eq!(e.hash.as_deref(), Some("aa"));
+        assert_eq!(e.cert.as_deref(), Some("c%3D"));
+        assert_eq!(e.chain.as_deref(), Some("ch"));
+        assert_eq!(e.subject.as_deref(), Some("CN=x, O=y"));
+        assert_eq!(e.uris, ["spiffe://td/a", ""]);
+        assert_eq!(e.dns, ["a.example", "b.example"]);
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(
+            pairs(r#"Subject="a\"b\\c\,d""#),
+            [[("subject", r#"a"b\c\,d"#.to_string())]]
+        );
+        // `\\` ends before the closing quote.
+        assert_eq!(
+            pairs(r#"Subject="a\\""#),
+            [[("subject", r"a\".to_string())]]
+        );
+        assert_eq!(pairs(r#"Subject="""#), [[("subject", String::new())]]);
+        assert_eq!(pairs("Subject=\"é,ü\""), [[("subject", "é,ü".to_string())]]);
+        assert_eq!(
+            parse_pairs(r#"Subject="a\""#),
+            Err(XfccError::UnterminatedQuote)
+        );
+        assert_eq!(
+            parse_pairs(r#"Subject="a\"#),
+            Err(XfccError::UnterminatedQuote)
+        );
+        assert_eq!(
+            parse_pairs("Subject=\"a\\\tb\""),
+            Err(XfccError::ControlChar(11))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_ignored_but_checked() {
+        assert_eq!(
+            pairs("Foo=bar;URI=spiffe://td/a"),
+            [[("uri", "spiffe://td/a".to_string())]]
+        );
+        assert_eq!(pairs("X-New_1=\"v;v\""), [Vec::<(&str, String)>::new()]);
+        assert_eq!(parse_pairs("Fo o=bar"), Err(XfccError::InvalidKey(2)));
+        assert_eq!(parse_pairs("Fo.o=bar"), Err(XfccError::InvalidKey(2)));
+    }
+
+    #[test]
+    fn malformed() {
+        let cases: &[(&str, XfccError)] = &[
+            ("Hash", XfccError::MissingEquals(4)),
+            ("Hash;URI=x", XfccError::MissingEquals(4)),
+            ("=abc", XfccError::EmptyKey(0)),
+            (",URI=x", XfccError::EmptyPair(0)),
+            (";URI=x", XfccError::EmptyPair(0)),
+            ("URI=x,,URI=y", XfccError::EmptyPair(6)),
+            ("URI=x;;URI=y", XfccError::EmptyPair(6)),
+            ("URI=x;", XfccError::EmptyPair(6)),
+            ("URI=x,", XfccError::EmptyPair(6)),
+            ("URI=x;,", XfccError::EmptyPair(6)),
+            ("URI=a b", XfccError::InvalidUnquoted(5)),
+            ("URI=a\"b", XfccError::InvalidUnquoted(5)),
+            ("URI=a\\b", XfccError::InvalidUnquoted(5)),
+            ("Hash=a=b", XfccError::InvalidUnquoted(6)),
+            ("URI=é", XfccError::InvalidUnquoted(4)),
+            ("URI=a\tb", XfccError::ControlChar(5)),
+            ("URI=a\0b", XfccError::ControlChar(5)),
+            ("URI=a\x7fb", XfccError::ControlChar(5)),
+            ("URI\0=a", XfccError::ControlChar(3)),
+            ("Subject=\"a\nb\"", XfccError::ControlChar(10)),
+            ("Subject=\"ab\"c", XfccError::AfterQuote(12)),
+            ("Subject=\"ab\" ;URI=x", XfccError::AfterQuote(12)),
+            ("Subject=\"ab", XfccError::UnterminatedQuote),
+            ("Subject=\"", XfccError::UnterminatedQuote),
+            (" URI=x", XfccError::InvalidKey(0)),
+            ("URI =x", XfccError::InvalidKey(3)),
+        ];
+        for (h, want) in cases {
+            assert_eq!(parse_pairs(h).unwrap_err(), *want, "{h:?}");
+            assert!(parse(h).is_err(), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_single_keys() {
+        for k in ["Hash", "Cert", "Chain", "Subject"] {
+            let h = format!("{k}=a;{}=b", k.to_lowercase());
+            assert!(matches!(parse(&h), Err(XfccError::DuplicateKey(_))), "{h}");
+        }
+        // Repeats across elements are fine.
+        assert_eq!(parse("Hash=a,Hash=b").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bounds() {
+        assert_eq!(parse(""), Ok(vec![]));
+        let el = "URI=spiffe://td/a";
+        let max = vec![el; MAX_XFCC_ELEMENTS].join(",");
+        assert_eq!(parse(&max).unwrap().len(), MAX_XFCC_ELEMENTS);
+        let over = vec![el; MAX_XFCC_ELEMENTS + 1].join(",");
+        assert_eq!(parse(&over), Err(XfccError::TooManyElements));
+        let big = format!("Subject=\"{}\"", "a".repeat(MAX_XFCC_LEN));
+        assert_eq!(parse(&big), Err(XfccError::TooLong));
+        let fits = format!("Subject=\"{}\"", "a".repeat(MAX_XFCC_LEN - 10));
+        assert_eq!(fits.len(), MAX_XFCC_LEN);
+        assert_eq!(parse(&fits).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn last_element_is_the_nearest_proxy() {
+        let h = "URI=spiffe://td/ns/admin/sa/admin,By=spiffe://td/app;URI=spiffe://td/ns/c/sa/c";
+        let last = last_element(h).unwrap().unwrap();
+        assert_eq!(last.uris, ["spiffe://td/ns/c/sa/c"]);
+        assert_eq!(last_element("").unwrap(), None);
+    }
+
+    #[test]
+    fn error_messages_do_not_quote_the_header() {
+        let secret = "Cert=\"SECRET";
+        let msg = parse(secret).unwrap_err().to_string();
+        assert!(!msg.contains("SECRET"), "{msg}");
+    }
+}
