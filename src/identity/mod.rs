@@ -647,7 +647,3 @@ mod tests {
     }
 }
 
-/// Whether `id`'s trust domain is accepted by `cfg.trust_domains` (empty: any).
-pub fn trust_domain_allowed(cfg: &IdentityConfig, id: &SpiffeId) -> bool {
-    cfg.trust_domains.is_empty() || cfg.trust_domains.iter().any(|td| td == id.trust_domain())
-}
