@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod config;
+pub mod dev;
 pub mod identity;
 pub mod issuer;
 pub mod policy;

@@ -4,4 +4,4 @@ pub mod grpc;
 pub mod http;
 mod run;
 
-pub use run::{Running, ServeError, run, start};
+pub use run::{Running, ServeError, run, start, wait_for_shutdown_signal};

@@ -184,7 +184,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
 /// Serves until SIGTERM or Ctrl-C, then drains.
 pub async fn run(config: &Config) -> Result<(), ServeError> {
     let running = start(config).await?;
-    shutdown_signal().await;
+    wait_for_shutdown_signal().await;
     tracing::info!("shutdown signal received; draining");
     running.shutdown().await;
     Ok(())
@@ -243,7 +243,8 @@ fn server_tls(tls: &TlsConfig) -> Result<ServerTlsConfig, ServeError> {
     Ok(config)
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn wait_for_shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

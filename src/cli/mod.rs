@@ -1,0 +1,64 @@
+//! Argument parsing and the subcommands.
+
+mod check;
+mod issue;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// External authorization for Envoy and Istio: mTLS identity + JWT + revocation.
+#[derive(Parser, Debug)]
+#[command(name = "mesh-authz", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve ext_authz (gRPC) and health/metrics (HTTP).
+    Serve(serve::ServeArgs),
+    /// Validate a config file: print the effective config, or every error with its path.
+    CheckConfig {
+        /// The config file (YAML or JSON).
+        #[arg(long, env = "MESH_AUTHZ_CONFIG")]
+        config: PathBuf,
+    },
+    /// Send one CheckRequest to a running server and print the decision.
+    Check(check::CheckArgs),
+    /// Generate a signing key: private PEM and jwks.json.
+    Keygen(issue::KeygenArgs),
+    /// Mint a signed token (for tests and demos).
+    Mint(issue::MintArgs),
+}
+
+/// Runs the parsed command; the exit code says allow (0), deny (1) or error (2) where that applies.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Check(args) => check::run(args).await,
+        Command::Keygen(args) => issue::keygen(args),
+        Command::Mint(args) => issue::mint(args),
+    }
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match mesh_authz::config::load(path) {
+        Ok(config) => {
+            print!("{}", serde_saphyr::to_string(&config)?);
+            eprintln!("{}: OK", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
