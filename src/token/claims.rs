@@ -26,7 +26,8 @@ pub fn parse_claims(payload: &[u8]) -> Result<Claims, TokenError> {
             .ok_or(TokenError::Malformed("aud"))?,
         Some(_) => return Err(TokenError::Malformed("aud")),
     };
-    let exp = numeric_date(&raw, "exp")?.ok_or(TokenError::MissingClaim)?;
+    // Types first, presence last: a wrongly typed claim is reported as such.
+    let exp = numeric_date(&raw, "exp")?;
     let nbf = numeric_date(&raw, "nbf")?;
     let iat = numeric_date(&raw, "iat")?;
 
@@ -55,6 +56,7 @@ pub fn parse_claims(payload: &[u8]) -> Result<Claims, TokenError> {
         },
         Some(_) => return Err(TokenError::Malformed("cnf")),
     };
+    let exp = exp.ok_or(TokenError::MissingClaim)?;
     Ok(Claims {
         iss,
         sub,
