@@ -13,8 +13,109 @@ pub enum ExtractError {
     Multiple,
 }
 
+/// The auth scheme, matched case-insensitively (RFC 7235 §2.1).
+const SCHEME: &str = "bearer";
+
 /// Returns the Bearer token, `None` when there is no `authorization` header.
+///
+/// Grammar (RFC 6750 §2.1, RFC 7235 token68): `Bearer` (any case), one or more spaces, then
+/// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`. Anything else is refused,
+/// including a second credential joined in by a proxy (`Bearer a,Bearer b`).
 pub fn bearer(headers: &HashMap<String, String>) -> Result<Option<&str>, ExtractError> {
-    let _ = headers;
-    todo!("token::extract::bearer")
+    let Some(value) = headers.get("authorization") else {
+        return Ok(None);
+    };
+    // Envoy joins repeated headers with ","; a comma is never part of a token68.
+    if value.contains(',') {
+        return Err(if looks_like_many(value) {
+            ExtractError::Multiple
+        } else {
+            ExtractError::Malformed
+        });
+    }
+    let (Some(scheme), Some(rest)) = (value.get(..SCHEME.len()), value.get(SCHEME.len()..)) else {
+        return Err(ExtractError::Malformed);
+    };
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return Err(ExtractError::Malformed);
+    }
+    let token = rest.trim_start_matches(' ');
+    // At least one space must separate scheme and token.
+    if token.len() == rest.len() || token.is_empty() {
+        return Err(ExtractError::Malformed);
+    }
+    if !is_token68(token) {
+        return Err(ExtractError::Malformed);
+    }
+    Ok(Some(token))
+}
+
+/// True when a comma-joined value holds two or more credentials (each element non-empty).
+fn looks_like_many(value: &str) -> bool {
+    value.split(',').filter(|p| !p.trim().is_empty()).count() >= 2
+}
+
+/// RFC 7235 `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(v: Option<&str>) -> HashMap<String, String> {
+        let mut h = HashMap::new();
+        h.insert("x-other".to_string(), "Bearer nope".to_string());
+        if let Some(v) = v {
+            h.insert("authorization".to_string(), v.to_string());
+        }
+        h
+    }
+
+    #[test]
+    fn table() {
+        use ExtractError::*;
+        type Case<'a> = (Option<&'a str>, Result<Option<&'a str>, ExtractError>);
+        let cases: &[Case] = &[
+            (None, Ok(None)),
+            (Some("Bearer abc.def.ghi"), Ok(Some("abc.def.ghi"))),
+            (Some("bearer abc"), Ok(Some("abc"))),
+            (Some("BEARER abc"), Ok(Some("abc"))),
+            (Some("BeArEr abc"), Ok(Some("abc"))),
+            (Some("Bearer    abc"), Ok(Some("abc"))),
+            (Some("Bearer a-b_c~d+e/f.g"), Ok(Some("a-b_c~d+e/f.g"))),
+            (Some("Bearer abc=="), Ok(Some("abc=="))),
+            (Some(""), Err(Malformed)),
+            (Some("Bearer"), Err(Malformed)),
+            (Some("Bearer "), Err(Malformed)),
+            (Some("Bearer    "), Err(Malformed)),
+            (Some("Bearerabc"), Err(Malformed)),
+            (Some("Bearer\tabc"), Err(Malformed)),
+            (Some(" Bearer abc"), Err(Malformed)),
+            (Some("Basic dXNlcjpwYXNz"), Err(Malformed)),
+            (Some("Token abc"), Err(Malformed)),
+            (Some("Bearer abc def"), Err(Malformed)),
+            (Some("Bearer abc "), Err(Malformed)),
+            (Some("Bearer abc\n"), Err(Malformed)),
+            (Some("Bearer a=b"), Err(Malformed)),
+            (Some("Bearer ==="), Err(Malformed)),
+            (Some("Bearer abc!"), Err(Malformed)),
+            (Some("Bearer \"abc\""), Err(Malformed)),
+            (Some("Bearer é"), Err(Malformed)),
+            (Some("Bearer a,Bearer b"), Err(Multiple)),
+            (Some("Bearer a, Bearer b"), Err(Multiple)),
+            (Some("Bearer a,"), Err(Malformed)),
+            (Some("Bearer a,b"), Err(Multiple)),
+            (Some(","), Err(Malformed)),
+        ];
+        for (input, want) in cases {
+            let h = headers(*input);
+            assert_eq!(&bearer(&h), want, "input {input:?}");
+        }
+    }
 }

@@ -2,9 +2,11 @@
 //!
 //! Entry point: [`verify::Verifier`], built once from the provider config and shared by every check.
 
+pub mod claims;
 pub mod extract;
 pub mod jwk;
 pub mod jwks;
+pub mod jws;
 pub mod verify;
 
 use std::fmt;

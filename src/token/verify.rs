@@ -1,11 +1,18 @@
 //! Compact JWS parsing, signature verification and claim validation, with the verified-token cache.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use aws_lc_rs::digest;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::Algorithm;
+use super::claims::{check_audience, check_required, check_time, parse_claims};
+use super::jwk::KeySet;
+use super::jwks::JwksCache;
+use super::jws::{self, CompactJws, KeyOutcome};
 use crate::config::{LimitsConfig, ProviderConfig};
 use crate::telemetry::Metrics;
 
@@ -129,9 +136,50 @@ impl TokenError {
     }
 }
 
+/// Longest time a verified token stays cached, whatever its `exp`.
+const MAX_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Per-provider state: its config, key cache and pre-computed limits.
+struct Provider {
+    config: ProviderConfig,
+    name: Arc<str>,
+    jwks: Arc<JwksCache>,
+    skew: i64,
+    max_lifetime: Option<i64>,
+}
+
+/// A cached verification and how long it may live (set from `exp` at insertion).
+#[derive(Clone)]
+struct CacheEntry {
+    token: Arc<VerifiedToken>,
+    ttl: Duration,
+}
+
+/// moka per-entry expiry: an entry never outlives its token's `exp` (+ skew).
+struct TokenExpiry;
+
+impl moka::Expiry<[u8; 32], CacheEntry> for TokenExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &CacheEntry,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
 /// Verifies tokens for every configured provider. Cheap to share (`Arc`).
 pub struct Verifier {
-    _private: (),
+    providers: Vec<Provider>,
+    by_issuer: HashMap<String, usize>,
+    max_token_bytes: usize,
+    cache: moka::sync::Cache<[u8; 32], CacheEntry>,
+    metrics: Metrics,
+}
+
+fn secs_i64(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 impl Verifier {
@@ -141,31 +189,233 @@ impl Verifier {
         limits: &LimitsConfig,
         metrics: Metrics,
     ) -> Result<Self, crate::token::jwks::JwksError> {
-        let _ = (providers, limits, metrics);
-        todo!()
+        let mut states = Vec::with_capacity(providers.len());
+        let mut by_issuer = HashMap::new();
+        for (index, p) in providers.iter().enumerate() {
+            let jwks = Arc::new(JwksCache::new(p, metrics.clone())?);
+            // Config validation refuses duplicate issuers; should one slip through, the first wins.
+            by_issuer.entry(p.issuer.clone()).or_insert(index);
+            states.push(Provider {
+                config: p.clone(),
+                name: Arc::from(p.name.as_str()),
+                jwks,
+                skew: secs_i64(p.clock_skew),
+                max_lifetime: p.max_token_lifetime.map(secs_i64),
+            });
+        }
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(limits.token_cache_capacity)
+            .expire_after(TokenExpiry)
+            .build();
+        Ok(Self {
+            providers: states,
+            by_issuer,
+            max_token_bytes: limits.max_token_bytes,
+            cache,
+            metrics,
+        })
     }
 
     /// Loads every provider's keys once, then keeps refreshing them in the background until
     /// `cancel` fires. Returns after the first load attempt of every provider.
     pub async fn start(&self, cancel: CancellationToken) {
-        let _ = cancel;
-        todo!()
+        for p in &self.providers {
+            // Errors are logged by the JWKS cache; an unloaded provider fails closed (not ready).
+            let _ = p.jwks.refresh_now().await;
+        }
+        for p in &self.providers {
+            p.jwks.spawn_refresh(cancel.clone());
+        }
     }
 
     /// True once every provider holds keys.
     pub fn ready(&self) -> bool {
-        todo!()
+        self.providers.iter().all(|p| p.jwks.is_ready())
     }
 
     /// The provider config at `index`.
+    ///
+    /// # Panics
+    /// When `index` is not a [`VerifiedToken::provider`] from this verifier (see
+    /// [`Verifier::get_provider`] for a checked variant).
     pub fn provider(&self, index: usize) -> &ProviderConfig {
-        let _ = index;
-        todo!()
+        &self.providers[index].config
+    }
+
+    /// The provider config at `index`, if any.
+    pub fn get_provider(&self, index: usize) -> Option<&ProviderConfig> {
+        self.providers.get(index).map(|p| &p.config)
     }
 
     /// Verifies one token at time `now` (unix seconds).
     pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<VerifiedToken>, TokenError> {
-        let _ = (token, now);
-        todo!()
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        let key: [u8; 32] = {
+            let d = digest::digest(&digest::SHA256, token.as_bytes());
+            let mut k = [0u8; 32];
+            k.copy_from_slice(d.as_ref());
+            k
+        };
+        if let Some(hit) = self.cache.get(&key) {
+            self.metrics.token_cache.with_label_values(&["hit"]).inc();
+            let provider = self
+                .providers
+                .get(hit.token.provider)
+                .ok_or(TokenError::UnknownIssuer)?;
+            // The cache only skips signature work: time is re-checked against this `now`.
+            check_time(&hit.token.claims, now, provider.skew, provider.max_lifetime)?;
+            return Ok(hit.token);
+        }
+        self.metrics.token_cache.with_label_values(&["miss"]).inc();
+
+        let jws = jws::parse(token)?;
+        let claims = parse_claims(&jws.payload)?;
+        let index = *self
+            .by_issuer
+            .get(&claims.iss)
+            .ok_or(TokenError::UnknownIssuer)?;
+        let provider = self.providers.get(index).ok_or(TokenError::UnknownIssuer)?;
+        if !provider.config.algorithms.contains(&jws.header.alg) {
+            return Err(TokenError::AlgorithmNotAllowed);
+        }
+        self.check_signature(provider, &jws).await?;
+        check_time(&claims, now, provider.skew, provider.max_lifetime)?;
+        check_audience(&claims, &provider.config.audiences)?;
+        check_required(&claims, &provider.config.required_claims)?;
+
+        let ttl = Duration::from_secs(
+            u64::try_from(i128::from(claims.exp) + i128::from(provider.skew) - i128::from(now))
+                .unwrap_or(0),
+        )
+        .min(MAX_CACHE_TTL);
+        let CompactJws { header, .. } = jws;
+        let verified = Arc::new(VerifiedToken {
+            provider: index,
+            provider_name: provider.name.clone(),
+            alg: header.alg,
+            kid: header.kid,
+            claims,
+        });
+        if !ttl.is_zero() {
+            self.cache.insert(
+                key,
+                CacheEntry {
+                    token: verified.clone(),
+                    ttl,
+                },
+            );
+        }
+        Ok(verified)
+    }
+
+    /// Finds the key and checks the signature; an unknown `kid` may trigger one (rate-limited)
+    /// refetch of the provider's keys.
+    async fn check_signature(
+        &self,
+        provider: &Provider,
+        jws: &CompactJws<'_>,
+    ) -> Result<(), TokenError> {
+        let keys = provider.jwks.current().ok_or(TokenError::KeysUnavailable)?;
+        match jws::verify_signature(jws, &keys) {
+            Ok(()) => return Ok(()),
+            Err(KeyOutcome::UnknownKid) => {}
+            Err(other) => return Err(other.into()),
+        }
+        drop(keys);
+        if !provider.jwks.refetch_for_unknown_kid().await {
+            return Err(TokenError::UnknownKid);
+        }
+        let keys = provider.jwks.current().ok_or(TokenError::KeysUnavailable)?;
+        jws::verify_signature(jws, &keys).map_err(TokenError::from)
+    }
+}
+
+/// Verifies `token` against one provider's config and an explicit key set, at time `now`: the
+/// same checks as [`Verifier::verify`] minus the cache and key refetch (the result's `provider`
+/// index is 0). For tools and tests.
+pub fn verify_with_keys(
+    token: &str,
+    keys: &KeySet,
+    provider: &ProviderConfig,
+    max_token_bytes: usize,
+    now: i64,
+) -> Result<VerifiedToken, TokenError> {
+    if token.len() > max_token_bytes {
+        return Err(TokenError::TooLarge);
+    }
+    let jws = jws::parse(token)?;
+    let claims = parse_claims(&jws.payload)?;
+    if claims.iss != provider.issuer {
+        return Err(TokenError::UnknownIssuer);
+    }
+    if !provider.algorithms.contains(&jws.header.alg) {
+        return Err(TokenError::AlgorithmNotAllowed);
+    }
+    jws::verify_signature(&jws, keys)?;
+    check_time(
+        &claims,
+        now,
+        secs_i64(provider.clock_skew),
+        provider.max_token_lifetime.map(secs_i64),
+    )?;
+    check_audience(&claims, &provider.audiences)?;
+    check_required(&claims, &provider.required_claims)?;
+    Ok(VerifiedToken {
+        provider: 0,
+        provider_name: Arc::from(provider.name.as_str()),
+        alg: jws.header.alg,
+        kid: jws.header.kid,
+        claims,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_distinct_and_only_keys_unavailable_is_a_dependency_failure() {
+        use TokenError::*;
+        let all = [
+            TooLarge,
+            Malformed("x"),
+            UnsupportedAlgorithm,
+            AlgorithmNotAllowed,
+            UnsupportedCrit,
+            UnknownIssuer,
+            UnknownKid,
+            KeyMismatch,
+            BadSignature,
+            Expired,
+            NotYetValid,
+            LifetimeTooLong,
+            WrongAudience,
+            MissingClaim,
+            KeysUnavailable,
+        ];
+        let reasons: std::collections::HashSet<_> = all.iter().map(TokenError::reason).collect();
+        assert_eq!(reasons.len(), all.len());
+        for e in &all {
+            assert_eq!(e.is_dependency_failure(), *e == KeysUnavailable);
+        }
+    }
+
+    #[test]
+    fn verify_with_keys_checks_issuer_and_size() {
+        let provider: ProviderConfig = serde_json::from_value(serde_json::json!({
+            "name": "p", "issuer": "https://i", "jwks": {"file": "/nonexistent"}}))
+        .unwrap();
+        let keys = KeySet::default();
+        let t = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL28iLCJleHAiOjF9.c2ln";
+        assert_eq!(
+            verify_with_keys(t, &keys, &provider, 8192, 0).unwrap_err(),
+            TokenError::UnknownIssuer
+        );
+        assert_eq!(
+            verify_with_keys(t, &keys, &provider, 10, 0).unwrap_err(),
+            TokenError::TooLarge
+        );
     }
 }

@@ -1,0 +1,761 @@
+//! The token attack suite: every row goes through `Verifier::verify` against JWKS files and must
+//! be refused with the expected `TokenError` (positive rows prove the suite can fail).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
+use aws_lc_rs::{hmac, rsa};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mesh_authz::config::{LimitsConfig, ProviderConfig};
+use mesh_authz::telemetry::Metrics;
+use mesh_authz::token::verify::{TokenError, Verifier};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const ISS: &str = "https://issuer.example";
+const ISS_STRICT: &str = "https://strict.example";
+const ISS_ONE: &str = "https://one-key.example";
+const NOW: i64 = 1_700_000_000;
+
+fn b64(b: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// One key of each family.
+struct Keys {
+    rsa: rsa::KeyPair,
+    ec256: EcdsaKeyPair,
+    ec384: EcdsaKeyPair,
+    ed: Ed25519KeyPair,
+}
+
+impl Keys {
+    fn generate() -> Self {
+        Keys {
+            rsa: rsa::KeyPair::generate(rsa::KeySize::Rsa2048).unwrap(),
+            ec256: EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap(),
+            ec384: EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING).unwrap(),
+            ed: Ed25519KeyPair::generate().unwrap(),
+        }
+    }
+
+    fn rsa_jwk(&self, kid: &str) -> Value {
+        let pk = self.rsa.public_key();
+        json!({"kty": "RSA", "kid": kid, "use": "sig",
+               "n": b64(pk.modulus().big_endian_without_leading_zero()),
+               "e": b64(pk.exponent().big_endian_without_leading_zero())})
+    }
+
+    fn jwks(&self) -> Value {
+        let p256 = self.ec256.public_key().as_ref();
+        let p384 = self.ec384.public_key().as_ref();
+        json!({"keys": [
+            self.rsa_jwk("rsa"),
+            {"kty": "EC", "kid": "ec256", "crv": "P-256", "alg": "ES256",
+             "x": b64(&p256[1..33]), "y": b64(&p256[33..65])},
+            {"kty": "EC", "kid": "ec384", "crv": "P-384",
+             "x": b64(&p384[1..49]), "y": b64(&p384[49..97])},
+            {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": b64(self.ed.public_key().as_ref())},
+        ]})
+    }
+
+    fn sign(&self, alg: &str, msg: &[u8]) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        let rsa_enc: Option<&'static dyn signature::RsaEncoding> = match alg {
+            "RS256" => Some(&signature::RSA_PKCS1_SHA256),
+            "RS384" => Some(&signature::RSA_PKCS1_SHA384),
+            "RS512" => Some(&signature::RSA_PKCS1_SHA512),
+            "PS256" => Some(&signature::RSA_PSS_SHA256),
+            "PS384" => Some(&signature::RSA_PSS_SHA384),
+            "PS512" => Some(&signature::RSA_PSS_SHA512),
+            _ => None,
+        };
+        if let Some(enc) = rsa_enc {
+            let mut sig = vec![0; self.rsa.public_modulus_len()];
+            self.rsa.sign(enc, &rng, msg, &mut sig).unwrap();
+            return sig;
+        }
+        match alg {
+            "ES256" => self.ec256.sign(&rng, msg).unwrap().as_ref().to_vec(),
+            "ES384" => self.ec384.sign(&rng, msg).unwrap().as_ref().to_vec(),
+            "EdDSA" => self.ed.sign(msg).as_ref().to_vec(),
+            other => panic!("no key for {other}"),
+        }
+    }
+
+    /// header.payload.signature, signed with the key matching the header's `alg`.
+    fn mint(&self, header: Value, claims: Value) -> String {
+        let alg = header["alg"].as_str().unwrap().to_string();
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = self.sign(&alg, input.as_bytes());
+        format!("{input}.{}", b64(&sig))
+    }
+}
+
+fn claims() -> Value {
+    json!({"iss": ISS, "sub": "alice", "aud": "api", "exp": NOW + 600, "iat": NOW - 10, "jti": "j1"})
+}
+
+fn with(mut v: Value, key: &str, val: Value) -> Value {
+    v[key] = val;
+    v
+}
+
+fn without(mut v: Value, key: &str) -> Value {
+    v.as_object_mut().unwrap().remove(key);
+    v
+}
+
+fn unsigned(header: Value, claims: &Value, sig: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes()),
+        b64(sig)
+    )
+}
+
+fn provider(name: &str, issuer: &str, jwks: &Path, algs: &[&str]) -> ProviderConfig {
+    serde_json::from_value(json!({
+        "name": name, "issuer": issuer, "audiences": ["api", "other-api"],
+        "jwks": {"file": jwks}, "algorithms": algs,
+    }))
+    .unwrap()
+}
+
+struct Fixture {
+    verifier: Verifier,
+    keys: Keys,
+    attacker: Keys,
+    metrics: Metrics,
+    cancel: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let keys = Keys::generate();
+    let attacker = Keys::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("jwks.json");
+    std::fs::write(&all, keys.jwks().to_string()).unwrap();
+    let one = dir.path().join("one.json");
+    std::fs::write(&one, json!({"keys": [keys.rsa_jwk("only")]}).to_string()).unwrap();
+    let every = [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    ];
+    let providers = vec![
+        provider("main", ISS, &all, &every),
+        provider("strict", ISS_STRICT, &all, &["RS256"]),
+        provider("one", ISS_ONE, &one, &["RS256"]),
+    ];
+    let metrics = Metrics::new();
+    let verifier = Verifier::new(&providers, &LimitsConfig::default(), metrics.clone()).unwrap();
+    let cancel = CancellationToken::new();
+    verifier.start(cancel.clone()).await;
+    assert!(verifier.ready());
+    Fixture {
+        verifier,
+        keys,
+        attacker,
+        metrics,
+        cancel,
+        _dir: dir,
+    }
+}
+
+fn rsa_public_pem_and_der(k: &Keys) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let spki = k.rsa.public_key().as_der().unwrap().as_ref().to_vec();
+    let pkcs1 = k.rsa.public_key().as_ref().to_vec();
+    let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.clone())).into_bytes();
+    (pem, spki, pkcs1)
+}
+
+fn hs256(secret: &[u8], header: Value, claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), input.as_bytes());
+    format!("{input}.{}", b64(tag.as_ref()))
+}
+
+#[tokio::test]
+async fn attack_table() {
+    use TokenError::*;
+    let f = fixture().await;
+    let k = &f.keys;
+    let c = claims();
+    let h = |alg: &str, kid: &str| json!({"alg": alg, "kid": kid, "typ": "JWT"});
+    let good = k.mint(h("RS256", "rsa"), c.clone());
+    let parts: Vec<&str> = good.split('.').collect();
+
+    let mut rows: Vec<(String, String, Result<(), TokenError>)> = Vec::new();
+    let mut row = |name: &str, token: String, want: Result<(), TokenError>| {
+        rows.push((name.to_string(), token, want));
+    };
+
+    // --- positive rows (the suite must be able to fail) ---
+    for (alg, kid) in [
+        ("RS256", "rsa"),
+        ("RS384", "rsa"),
+        ("RS512", "rsa"),
+        ("PS256", "rsa"),
+        ("PS384", "rsa"),
+        ("PS512", "rsa"),
+        ("ES256", "ec256"),
+        ("ES384", "ec384"),
+        ("EdDSA", "ed"),
+    ] {
+        row(&format!("ok {alg}"), k.mint(h(alg, kid), c.clone()), Ok(()));
+    }
+    row(
+        "ok aud array",
+        k.mint(
+            h("RS256", "rsa"),
+            with(c.clone(), "aud", json!(["x", "other-api"])),
+        ),
+        Ok(()),
+    );
+    row(
+        "ok no kid, one key",
+        k.mint(
+            json!({"alg": "RS256"}),
+            with(c.clone(), "iss", json!(ISS_ONE)),
+        ),
+        Ok(()),
+    );
+    row(
+        "ok no kid, key set",
+        k.mint(json!({"alg": "ES384"}), c.clone()),
+        Ok(()),
+    );
+    row(
+        "ok fractional exp",
+        k.mint(
+            h("RS256", "rsa"),
+            with(c.clone(), "exp", json!(NOW as f64 + 60.5)),
+        ),
+        Ok(()),
+    );
+
+    // --- alg none, every casing, with and without a signature ---
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let hdr = json!({"alg": alg, "typ": "JWT"});
+        let empty = format!(
+            "{}.",
+            parts_of(&unsigned(hdr.clone(), &c, b"x"))[..2].join(".")
+        );
+        row(
+            &format!("alg {alg} empty sig"),
+            empty,
+            Err(UnsupportedAlgorithm),
+        );
+        row(
+            &format!("alg {alg} with sig"),
+            unsigned(hdr, &c, b"signature"),
+            Err(UnsupportedAlgorithm),
+        );
+        row(
+            &format!("alg {alg} with kid and real sig bytes"),
+            format!(
+                "{}.{}.{}",
+                b64(json!({"alg": alg, "kid": "rsa"}).to_string().as_bytes()),
+                parts[1],
+                parts[2]
+            ),
+            Err(UnsupportedAlgorithm),
+        );
+    }
+
+    // --- HMAC with the RSA public key as secret (key confusion) ---
+    let (pem, spki, pkcs1) = rsa_public_pem_and_der(k);
+    for (what, secret) in [("pem", &pem), ("spki der", &spki), ("pkcs1 der", &pkcs1)] {
+        row(
+            &format!("HS256 with public key {what}"),
+            hs256(secret, h("HS256", "rsa"), &c),
+            Err(UnsupportedAlgorithm),
+        );
+        row(
+            &format!("HS256 no kid with public key {what}"),
+            hs256(secret, json!({"alg": "HS256"}), &c),
+            Err(UnsupportedAlgorithm),
+        );
+    }
+    for alg in [
+        "HS384", "HS512", "hs256", "rs256", "Rs256", "ES512", "RSA1_5", "",
+    ] {
+        row(
+            &format!("alg {alg:?}"),
+            unsigned(h(alg, "rsa"), &c, b"sig"),
+            Err(UnsupportedAlgorithm),
+        );
+    }
+
+    // --- key selection attacks ---
+    let a = &f.attacker;
+    row(
+        "attacker key under known kid",
+        a.mint(h("RS256", "rsa"), c.clone()),
+        Err(BadSignature),
+    );
+    row(
+        "unknown kid",
+        a.mint(h("RS256", "attacker"), c.clone()),
+        Err(UnknownKid),
+    );
+    row(
+        "path-like kid",
+        a.mint(h("RS256", "../../dev/null"), c.clone()),
+        Err(UnknownKid),
+    );
+    row(
+        "empty kid",
+        a.mint(h("RS256", ""), c.clone()),
+        Err(UnknownKid),
+    );
+    row(
+        "jku elsewhere, attacker kid",
+        a.mint(
+            json!({"alg": "RS256", "kid": "attacker", "jku": "https://evil.example/jwks.json"}),
+            c.clone(),
+        ),
+        Err(UnknownKid),
+    );
+    row(
+        "jku elsewhere, known kid",
+        a.mint(
+            json!({"alg": "RS256", "kid": "rsa", "jku": "https://evil.example/jwks.json"}),
+            c.clone(),
+        ),
+        Err(BadSignature),
+    );
+    row(
+        "x5u elsewhere",
+        a.mint(
+            json!({"alg": "RS256", "x5u": "https://evil.example/cert.pem"}),
+            c.clone(),
+        ),
+        Err(BadSignature),
+    );
+    row(
+        "embedded jwk",
+        a.mint(
+            json!({"alg": "RS256", "jwk": a.rsa_jwk("attacker")}),
+            c.clone(),
+        ),
+        Err(BadSignature),
+    );
+    row(
+        "embedded jwk with its kid",
+        a.mint(
+            json!({"alg": "RS256", "kid": "attacker", "jwk": a.rsa_jwk("attacker")}),
+            c.clone(),
+        ),
+        Err(UnknownKid),
+    );
+    row(
+        "ES256 r=s=0",
+        unsigned(h("ES256", "ec256"), &c, &[0u8; 64]),
+        Err(BadSignature),
+    );
+    row(
+        "ES256 r=s=0 no kid",
+        unsigned(json!({"alg": "ES256"}), &c, &[0u8; 64]),
+        Err(BadSignature),
+    );
+    {
+        // A valid ES256 signature in DER (ASN.1) form is not a JWS signature.
+        let hdr = h("ES256", "ec256");
+        let input = format!(
+            "{}.{}",
+            b64(hdr.to_string().as_bytes()),
+            b64(c.to_string().as_bytes())
+        );
+        let der_key = EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            k.ec256.to_pkcs8v1().unwrap().as_ref(),
+        )
+        .unwrap();
+        let der_sig = der_key
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .unwrap();
+        row(
+            "ES256 DER signature",
+            format!("{input}.{}", b64(der_sig.as_ref())),
+            Err(BadSignature),
+        );
+    }
+    row(
+        "RS256 token, EC kid",
+        k.mint(h("RS256", "ec256"), c.clone()),
+        Err(KeyMismatch),
+    );
+    row(
+        "ES384 token, P-256 kid",
+        k.mint(h("ES384", "ec384"), c.clone()).replace(
+            &b64(h("ES384", "ec384").to_string().as_bytes()),
+            &b64(h("ES384", "ec256").to_string().as_bytes()),
+        ),
+        Err(KeyMismatch),
+    );
+    row(
+        "EdDSA token, RSA kid",
+        unsigned(h("EdDSA", "rsa"), &c, &[1u8; 64]),
+        Err(KeyMismatch),
+    );
+    row(
+        "PS256 not in allow-list",
+        k.mint(h("PS256", "rsa"), with(c.clone(), "iss", json!(ISS_STRICT))),
+        Err(AlgorithmNotAllowed),
+    );
+    row(
+        "ES256 not in allow-list",
+        k.mint(
+            h("ES256", "ec256"),
+            with(c.clone(), "iss", json!(ISS_STRICT)),
+        ),
+        Err(AlgorithmNotAllowed),
+    );
+
+    // --- structure and encoding ---
+    let jwe = format!(
+        "{}.{}.{}.{}.{}",
+        b64(br#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#),
+        "a",
+        "b",
+        "c",
+        "d"
+    );
+    row("JWE (5 segments)", jwe, Err(Malformed("jwe not accepted")));
+    row(
+        "garbage",
+        "garbage".into(),
+        Err(Malformed("not a compact jws")),
+    );
+    row("empty", String::new(), Err(Malformed("not a compact jws")));
+    row(
+        "two segments",
+        format!("{}.{}", parts[0], parts[1]),
+        Err(Malformed("not a compact jws")),
+    );
+    row(
+        "four segments",
+        format!("{good}.x"),
+        Err(Malformed("not a compact jws")),
+    );
+    row(
+        "padded signature",
+        format!("{good}="),
+        Err(Malformed("signature base64")),
+    );
+    row(
+        "padded header",
+        format!("{}=.{}.{}", parts[0], parts[1], parts[2]),
+        Err(Malformed("header base64")),
+    );
+    row(
+        "plus in signature",
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            parts[2].replacen(|ch: char| ch.is_ascii_alphanumeric(), "+", 1)
+        ),
+        Err(Malformed("signature base64")),
+    );
+    row(
+        "slash in payload",
+        format!("{}.{}/.{}", parts[0], parts[1], parts[2]),
+        Err(Malformed("payload base64")),
+    );
+    row(
+        "whitespace",
+        format!(" {good}"),
+        Err(Malformed("header base64")),
+    );
+    row(
+        "oversized",
+        format!("{good}{}", "A".repeat(8193 - good.len())),
+        Err(TooLarge),
+    );
+    row(
+        "stripped signature",
+        format!("{}.{}.", parts[0], parts[1]),
+        Err(Malformed("empty signature")),
+    );
+    row(
+        "tampered payload",
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(with(c.clone(), "sub", json!("admin"))
+                .to_string()
+                .as_bytes()),
+            parts[2]
+        ),
+        Err(BadSignature),
+    );
+    row(
+        "truncated signature",
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            b64(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()[..250])
+        ),
+        Err(BadSignature),
+    );
+    row(
+        "header not an object",
+        format!("{}.{}.{}", b64(b"\"RS256\""), parts[1], parts[2]),
+        Err(Malformed("header json")),
+    );
+    row(
+        "duplicate alg member",
+        format!(
+            "{}.{}.{}",
+            b64(br#"{"alg":"RS256","alg":"none"}"#),
+            parts[1],
+            parts[2]
+        ),
+        Err(Malformed("header json")),
+    );
+    row(
+        "unknown crit",
+        k.mint(
+            json!({"alg": "RS256", "kid": "rsa", "crit": ["exp"], "exp": 1}),
+            c.clone(),
+        ),
+        Err(UnsupportedCrit),
+    );
+    row(
+        "b64 false crit",
+        k.mint(
+            json!({"alg": "RS256", "kid": "rsa", "b64": false, "crit": ["b64"]}),
+            c.clone(),
+        ),
+        Err(UnsupportedCrit),
+    );
+    row(
+        "kid not a string",
+        k.mint(json!({"alg": "RS256", "kid": 1}), c.clone()),
+        Err(Malformed("kid")),
+    );
+
+    // --- claims ---
+    row(
+        "expired",
+        k.mint(h("RS256", "rsa"), with(c.clone(), "exp", json!(NOW - 31))),
+        Err(Expired),
+    );
+    row(
+        "not yet valid",
+        k.mint(h("RS256", "rsa"), with(c.clone(), "nbf", json!(NOW + 31))),
+        Err(NotYetValid),
+    );
+    row(
+        "issued in the future",
+        k.mint(h("RS256", "rsa"), with(c.clone(), "iat", json!(NOW + 31))),
+        Err(NotYetValid),
+    );
+    row(
+        "wrong iss",
+        k.mint(
+            h("RS256", "rsa"),
+            with(c.clone(), "iss", json!("https://evil.example")),
+        ),
+        Err(UnknownIssuer),
+    );
+    row(
+        "iss with trailing slash",
+        k.mint(
+            h("RS256", "rsa"),
+            with(c.clone(), "iss", json!(format!("{ISS}/"))),
+        ),
+        Err(UnknownIssuer),
+    );
+    row(
+        "missing iss",
+        k.mint(h("RS256", "rsa"), without(c.clone(), "iss")),
+        Err(Malformed("iss")),
+    );
+    row(
+        "wrong aud",
+        k.mint(
+            h("RS256", "rsa"),
+            with(c.clone(), "aud", json!("someone-else")),
+        ),
+        Err(WrongAudience),
+    );
+    row(
+        "wrong aud array",
+        k.mint(h("RS256", "rsa"), with(c.clone(), "aud", json!(["a", "b"]))),
+        Err(WrongAudience),
+    );
+    row(
+        "no aud",
+        k.mint(h("RS256", "rsa"), without(c.clone(), "aud")),
+        Err(WrongAudience),
+    );
+    row(
+        "numeric jti",
+        k.mint(h("RS256", "rsa"), with(c.clone(), "jti", json!(12345))),
+        Err(Malformed("jti")),
+    );
+    row(
+        "exp as string",
+        k.mint(
+            h("RS256", "rsa"),
+            with(c.clone(), "exp", json!((NOW + 600).to_string())),
+        ),
+        Err(Malformed("exp")),
+    );
+    row(
+        "missing exp",
+        k.mint(h("RS256", "rsa"), without(c.clone(), "exp")),
+        Err(MissingClaim),
+    );
+    row(
+        "huge exp",
+        k.mint(h("RS256", "rsa"), with(c.clone(), "exp", json!(2.001e206))),
+        Err(Malformed("exp")),
+    );
+    row(
+        "negative exp",
+        k.mint(h("RS256", "rsa"), with(c.clone(), "exp", json!(-1))),
+        Err(Malformed("exp")),
+    );
+    row(
+        "claims not an object",
+        k.mint(h("RS256", "rsa"), json!(["iss", ISS])),
+        Err(Malformed("claims json")),
+    );
+
+    let mut failures = Vec::new();
+    for (name, token, want) in &rows {
+        let got = f.verifier.verify(token, NOW).await.map(|_| ());
+        if &got != want {
+            failures.push(format!("{name}: want {want:?}, got {got:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} rows failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(rows.len() > 80, "{} rows", rows.len());
+    f.cancel.cancel();
+}
+
+fn parts_of(t: &str) -> Vec<&str> {
+    t.split('.').collect()
+}
+
+#[tokio::test]
+async fn jsonwebtoken_minted_tokens_verify() {
+    let f = fixture().await;
+    let pkcs8 = f.keys.rsa.as_der().unwrap();
+    let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec()));
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("rsa".into());
+    let token = jsonwebtoken::encode(&header, &claims(), &key).unwrap();
+    let v = f.verifier.verify(&token, NOW).await.unwrap();
+    assert_eq!(v.claims.sub.as_deref(), Some("alice"));
+    assert_eq!(v.kid.as_deref(), Some("rsa"));
+    assert_eq!(v.provider_name.as_ref(), "main");
+    assert_eq!(v.claims.raw["jti"], "j1");
+    f.cancel.cancel();
+}
+
+#[tokio::test]
+async fn skew_edges_and_cache() {
+    let f = fixture().await;
+    let exp = NOW + 100;
+    let token = f.keys.mint(
+        json!({"alg": "RS256", "kid": "rsa"}),
+        with(with(claims(), "exp", json!(exp)), "nbf", json!(NOW)),
+    );
+    let hits = || f.metrics.token_cache.with_label_values(&["hit"]).get();
+    let misses = || f.metrics.token_cache.with_label_values(&["miss"]).get();
+    // nbf edge: valid from nbf - skew (30 s).
+    assert_eq!(
+        f.verifier.verify(&token, NOW - 31).await.unwrap_err(),
+        TokenError::NotYetValid
+    );
+    assert_eq!(misses(), 1);
+    f.verifier.verify(&token, NOW - 30).await.unwrap();
+    assert_eq!(misses(), 2);
+    // Cached now; a hit still re-checks time against the given clock.
+    f.verifier.verify(&token, exp + 29).await.unwrap();
+    assert_eq!(hits(), 1);
+    assert_eq!(
+        f.verifier.verify(&token, exp + 30).await.unwrap_err(),
+        TokenError::Expired
+    );
+    assert_eq!(
+        f.verifier.verify(&token, NOW - 31).await.unwrap_err(),
+        TokenError::NotYetValid
+    );
+    assert_eq!(hits(), 3);
+    let again = f.verifier.verify(&token, NOW).await.unwrap();
+    assert_eq!(again.claims.exp, exp);
+    // A refused token is never cached.
+    let bad = format!("{token}A");
+    for _ in 0..2 {
+        assert!(f.verifier.verify(&bad, NOW).await.is_err());
+    }
+    assert_eq!(hits(), 4);
+    f.cancel.cancel();
+}
+
+#[tokio::test]
+async fn missing_keys_fail_closed() {
+    let keys = Keys::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider("gone", ISS, &dir.path().join("absent.json"), &["RS256"]);
+    let verifier = Verifier::new(&[p], &LimitsConfig::default(), Metrics::new()).unwrap();
+    let cancel = CancellationToken::new();
+    verifier.start(cancel.clone()).await;
+    assert!(!verifier.ready());
+    let token = keys.mint(json!({"alg": "RS256", "kid": "rsa"}), claims());
+    let err = verifier.verify(&token, NOW).await.unwrap_err();
+    assert_eq!(err, TokenError::KeysUnavailable);
+    assert!(err.is_dependency_failure());
+    assert_eq!(err.reason(), "jwks_unavailable");
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn verified_token_is_shared() {
+    let f = fixture().await;
+    let token = f.keys.mint(json!({"alg": "EdDSA", "kid": "ed"}), claims());
+    let a = f.verifier.verify(&token, NOW).await.unwrap();
+    let b = f.verifier.verify(&token, NOW).await.unwrap();
+    assert!(
+        Arc::ptr_eq(&a, &b),
+        "second verification is served from the cache"
+    );
+    assert_eq!(f.verifier.provider(a.provider).issuer, ISS);
+    f.cancel.cancel();
+}
+
+#[tokio::test]
+async fn verify_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let f = fixture().await;
+    let fut = f.verifier.verify("a.b.c", NOW);
+    assert_send(&fut);
+    assert!(fut.await.is_err());
+    f.cancel.cancel();
+}
