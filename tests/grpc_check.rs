@@ -277,7 +277,7 @@ async fn health_readiness_and_metrics() {
     let base = format!("http://{}", e.server.http_addr);
     assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status().as_u16(), 200);
     assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().status().as_u16(), 200);
-    let _ = check(&mut e.client, Req::get("/api/x")).await;
+    let _ = check(&mut e.client, Req::get("/api/x").principal(SPIFFE_OK)).await;
     let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"mesh_authz_checks_total{decision="deny",reason="token_missing"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"mesh_authz_jwks_keys{provider="corp"} 1"#), "{metrics}");

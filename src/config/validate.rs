@@ -83,7 +83,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             "the revocation admin API is not available in this version".to_string(),
         ));
     }
-    if config.server.grpc_addr == config.server.http_addr {
+    if config.server.grpc_addr == config.server.http_addr && config.server.grpc_addr.port() != 0 {
         errors.push(ConfigError::new(
             "server.http_addr",
             "must differ from server.grpc_addr".to_string(),
