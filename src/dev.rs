@@ -64,7 +64,13 @@ logging:
 }
 
 /// Mints a dev token for `sub` with `scope`, valid for `ttl`.
-pub fn token(key: &GeneratedKey, sub: &str, scope: &str, ttl: Duration, now: i64) -> Result<String, IssuerError> {
+pub fn token(
+    key: &GeneratedKey,
+    sub: &str,
+    scope: &str,
+    ttl: Duration,
+    now: i64,
+) -> Result<String, IssuerError> {
     issuer::mint(
         &key.private_pem,
         &MintOptions {

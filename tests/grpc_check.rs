@@ -61,7 +61,12 @@ async fn env_with(extra: &str) -> Env {
     let jwks = JwksServer::start(&key.jwks_json).await;
     let server = start(&config(&jwks.uri(), extra)).await;
     let client = client(server.grpc_addr).await;
-    Env { jwks, key, server, client }
+    Env {
+        jwks,
+        key,
+        server,
+        client,
+    }
 }
 
 async fn env() -> Env {
@@ -72,7 +77,11 @@ async fn env() -> Env {
 async fn valid_token_and_peer_are_allowed_with_identity_headers() {
     let mut e = env().await;
     let token = mint(&e.key, "alice", |o| o.scope = Some("read write".into()));
-    let r = check(&mut e.client, Req::get("/api/orders").bearer(&token).principal(SPIFFE_OK)).await;
+    let r = check(
+        &mut e.client,
+        Req::get("/api/orders").bearer(&token).principal(SPIFFE_OK),
+    )
+    .await;
     assert_eq!(verdict(&r), (200, 0), "reason {}", reason(&r));
     let set = set_headers(&r);
     assert_eq!(set["x-auth-subject"], ("alice".to_string(), OVERWRITE));
@@ -81,24 +90,42 @@ async fn valid_token_and_peer_are_allowed_with_identity_headers() {
     assert!(removed_headers(&r).contains(&"authorization".to_string()));
     // Claims travel in dynamic metadata for later filters and access logs.
     let meta = format!("{:?}", r.dynamic_metadata);
-    assert!(meta.contains("alice") && meta.contains("mesh_authz"), "{meta}");
+    assert!(
+        meta.contains("alice") && meta.contains("mesh_authz"),
+        "{meta}"
+    );
 }
 
 #[tokio::test]
 async fn client_sent_identity_headers_cannot_be_smuggled() {
     let mut e = env().await;
     // Anonymous route, no token: every injectable header is removed upstream.
-    let r = check(&mut e.client, Req::get("/healthz").header("x-auth-subject", "root")).await;
+    let r = check(
+        &mut e.client,
+        Req::get("/healthz").header("x-auth-subject", "root"),
+    )
+    .await;
     assert_eq!(verdict(&r).0, 200);
     let removed = removed_headers(&r);
-    for h in ["x-auth-subject", "x-auth-scope", "x-auth-spiffe-id", "authorization"] {
-        assert!(removed.contains(&h.to_string()), "{h} not removed: {removed:?}");
+    for h in [
+        "x-auth-subject",
+        "x-auth-scope",
+        "x-auth-spiffe-id",
+        "authorization",
+    ] {
+        assert!(
+            removed.contains(&h.to_string()),
+            "{h} not removed: {removed:?}"
+        );
     }
     // With a token lacking `scope`, x-auth-subject is overwritten and x-auth-scope removed.
     let token = mint(&e.key, "alice", |_| {});
     let r = check(
         &mut e.client,
-        Req::get("/api/x").bearer(&token).principal(SPIFFE_OK).header("x-auth-scope", "admin"),
+        Req::get("/api/x")
+            .bearer(&token)
+            .principal(SPIFFE_OK)
+            .header("x-auth-scope", "admin"),
     )
     .await;
     assert_eq!(verdict(&r).0, 200);
@@ -114,7 +141,10 @@ async fn missing_token_is_401_with_a_bearer_challenge_and_generic_body() {
     assert_eq!(reason(&r), "token_missing");
     let challenge = denied_header(&r, "www-authenticate").unwrap();
     assert!(challenge.starts_with("Bearer"), "{challenge}");
-    assert!(!challenge.contains("error="), "no error code without credentials: {challenge}");
+    assert!(
+        !challenge.contains("error="),
+        "no error code without credentials: {challenge}"
+    );
     assert_eq!(denied_body(&r), r#"{"error":"unauthorized"}"#);
 }
 
@@ -124,23 +154,38 @@ async fn bad_tokens_are_401_invalid_token() {
     let other = key(Algorithm::RS256, "k1");
     let cases = [
         ("expired", mint(&e.key, "a", |o| o.now = now() - 3600)),
-        ("wrong audience", mint(&e.key, "a", |o| o.aud = vec!["other".into()])),
-        ("wrong issuer", mint(&e.key, "a", |o| o.iss = "https://evil.test".into())),
+        (
+            "wrong audience",
+            mint(&e.key, "a", |o| o.aud = vec!["other".into()]),
+        ),
+        (
+            "wrong issuer",
+            mint(&e.key, "a", |o| o.iss = "https://evil.test".into()),
+        ),
         ("foreign key, known kid", mint(&other, "a", |_| {})),
         ("garbage", "not.a.jwt".to_string()),
     ];
     for (name, token) in cases {
-        let r = check(&mut e.client, Req::get("/api/x").bearer(&token).principal(SPIFFE_OK)).await;
+        let r = check(
+            &mut e.client,
+            Req::get("/api/x").bearer(&token).principal(SPIFFE_OK),
+        )
+        .await;
         assert_eq!(verdict(&r), (401, 16), "{name}: {}", reason(&r));
         let challenge = denied_header(&r, "www-authenticate").unwrap();
-        assert!(challenge.contains(r#"error="invalid_token""#), "{name}: {challenge}");
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{name}: {challenge}"
+        );
         assert_eq!(denied_body(&r), r#"{"error":"unauthorized"}"#, "{name}");
     }
     // Two Authorization headers arrive joined by a comma: refused, not guessed.
     let good = mint(&e.key, "a", |_| {});
     let r = check(
         &mut e.client,
-        Req::get("/api/x").header("authorization", &format!("Bearer {good},Bearer {good}")).principal(SPIFFE_OK),
+        Req::get("/api/x")
+            .header("authorization", &format!("Bearer {good},Bearer {good}"))
+            .principal(SPIFFE_OK),
     )
     .await;
     assert_eq!(verdict(&r), (401, 16));
@@ -152,7 +197,9 @@ async fn foreign_trust_domain_and_missing_peer_are_403() {
     let token = mint(&e.key, "alice", |_| {});
     let r = check(
         &mut e.client,
-        Req::get("/api/x").bearer(&token).principal("spiffe://evil.org/ns/shop/sa/frontend"),
+        Req::get("/api/x")
+            .bearer(&token)
+            .principal("spiffe://evil.org/ns/shop/sa/frontend"),
     )
     .await;
     assert_eq!(verdict(&r), (403, 7));
@@ -161,7 +208,13 @@ async fn foreign_trust_domain_and_missing_peer_are_403() {
     let r = check(&mut e.client, Req::get("/api/x").bearer(&token)).await;
     assert_eq!(verdict(&r), (403, 7));
     assert_eq!(reason(&r), "peer_required");
-    let r = check(&mut e.client, Req::get("/api/x").bearer(&token).principal("spiffe://cluster.local//bad")).await;
+    let r = check(
+        &mut e.client,
+        Req::get("/api/x")
+            .bearer(&token)
+            .principal("spiffe://cluster.local//bad"),
+    )
+    .await;
     assert_eq!(verdict(&r), (403, 7));
 }
 
@@ -171,16 +224,54 @@ async fn admin_rule_needs_the_spiffe_id_and_the_scope() {
     let admin_id = "spiffe://cluster.local/ns/ops/sa/admin";
     let admin = mint(&e.key, "root", |o| o.scope = Some("admin".into()));
     let reader = mint(&e.key, "bob", |o| o.scope = Some("read".into()));
-    let ok = check(&mut e.client, Req::get("/admin/users").method("POST").bearer(&admin).principal(admin_id)).await;
+    let ok = check(
+        &mut e.client,
+        Req::get("/admin/users")
+            .method("POST")
+            .bearer(&admin)
+            .principal(admin_id),
+    )
+    .await;
     assert_eq!(verdict(&ok).0, 200, "{}", reason(&ok));
-    let r = check(&mut e.client, Req::get("/admin/users").method("POST").bearer(&admin).principal(SPIFFE_OK)).await;
-    assert_eq!((verdict(&r).0, reason(&r).as_str()), (403, "spiffe_id_not_allowed"));
-    let r = check(&mut e.client, Req::get("/admin/users").method("POST").bearer(&reader).principal(admin_id)).await;
-    assert_eq!((verdict(&r).0, reason(&r).as_str()), (403, "insufficient_scope"));
-    assert!(denied_header(&r, "www-authenticate").unwrap().contains("insufficient_scope"));
+    let r = check(
+        &mut e.client,
+        Req::get("/admin/users")
+            .method("POST")
+            .bearer(&admin)
+            .principal(SPIFFE_OK),
+    )
+    .await;
+    assert_eq!(
+        (verdict(&r).0, reason(&r).as_str()),
+        (403, "spiffe_id_not_allowed")
+    );
+    let r = check(
+        &mut e.client,
+        Req::get("/admin/users")
+            .method("POST")
+            .bearer(&reader)
+            .principal(admin_id),
+    )
+    .await;
+    assert_eq!(
+        (verdict(&r).0, reason(&r).as_str()),
+        (403, "insufficient_scope")
+    );
+    assert!(
+        denied_header(&r, "www-authenticate")
+            .unwrap()
+            .contains("insufficient_scope")
+    );
     // GET /admin matches no rule (methods differ): default deny.
-    let r = check(&mut e.client, Req::get("/admin/users").bearer(&admin).principal(admin_id)).await;
-    assert_eq!((verdict(&r).0, reason(&r).as_str()), (403, "no_matching_rule"));
+    let r = check(
+        &mut e.client,
+        Req::get("/admin/users").bearer(&admin).principal(admin_id),
+    )
+    .await;
+    assert_eq!(
+        (verdict(&r).0, reason(&r).as_str()),
+        (403, "no_matching_rule")
+    );
 }
 
 #[tokio::test]
@@ -189,15 +280,35 @@ async fn certificate_bound_token_works_only_with_its_certificate() {
     let pki = Pki::new();
     let (cert, _) = pki.leaf(SPIFFE_OK);
     let (other_cert, _) = pki.leaf(SPIFFE_OK);
-    let bound = mint(&e.key, "alice", |o| o.cnf_x5t_s256 = Some(thumbprint(&cert)));
-    let r = check(&mut e.client, Req::get("/bound").bearer(&bound).cert_pem(&cert)).await;
+    let bound = mint(&e.key, "alice", |o| {
+        o.cnf_x5t_s256 = Some(thumbprint(&cert))
+    });
+    let r = check(
+        &mut e.client,
+        Req::get("/bound").bearer(&bound).cert_pem(&cert),
+    )
+    .await;
     assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
     assert_eq!(set_headers(&r)["x-auth-spiffe-id"].0, SPIFFE_OK);
-    let r = check(&mut e.client, Req::get("/bound").bearer(&bound).cert_pem(&other_cert)).await;
-    assert_eq!((verdict(&r).0, reason(&r).as_str()), (403, "bound_token_mismatch"));
+    let r = check(
+        &mut e.client,
+        Req::get("/bound").bearer(&bound).cert_pem(&other_cert),
+    )
+    .await;
+    assert_eq!(
+        (verdict(&r).0, reason(&r).as_str()),
+        (403, "bound_token_mismatch")
+    );
     let unbound = mint(&e.key, "alice", |_| {});
-    let r = check(&mut e.client, Req::get("/bound").bearer(&unbound).cert_pem(&cert)).await;
-    assert_eq!((verdict(&r).0, reason(&r).as_str()), (403, "bound_token_mismatch"));
+    let r = check(
+        &mut e.client,
+        Req::get("/bound").bearer(&unbound).cert_pem(&cert),
+    )
+    .await;
+    assert_eq!(
+        (verdict(&r).0, reason(&r).as_str()),
+        (403, "bound_token_mismatch")
+    );
 }
 
 #[tokio::test]
@@ -205,17 +316,33 @@ async fn xfcc_is_ignored_unless_trusted_and_then_only_its_last_element() {
     let mut e = env().await;
     let xfcc = format!("By=spiffe://cluster.local/ns/shop/sa/api;URI={SPIFFE_OK}");
     // Untrusted: the header proves nothing, so an mTLS-only rule sees no peer.
-    let r = check(&mut e.client, Req::get("/internal/x").header("x-forwarded-client-cert", &xfcc)).await;
+    let r = check(
+        &mut e.client,
+        Req::get("/internal/x").header("x-forwarded-client-cert", &xfcc),
+    )
+    .await;
     assert_eq!((verdict(&r).0, reason(&r).as_str()), (403, "peer_required"));
 
     let mut t = env_with("  sources: [xfcc]\n  trust_xfcc: true\n").await;
-    let r = check(&mut t.client, Req::get("/internal/x").header("x-forwarded-client-cert", &xfcc)).await;
+    let r = check(
+        &mut t.client,
+        Req::get("/internal/x").header("x-forwarded-client-cert", &xfcc),
+    )
+    .await;
     assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
     assert_eq!(set_headers(&r)["x-auth-spiffe-id"].0, SPIFFE_OK);
     // A client-supplied first element must not win over the element our proxy appended.
-    let spoofed = format!("URI=spiffe://cluster.local/ns/ops/sa/admin,URI=spiffe://evil.org/ns/x/sa/y");
-    let r = check(&mut t.client, Req::get("/internal/x").header("x-forwarded-client-cert", &spoofed)).await;
-    assert_eq!((verdict(&r).0, reason(&r).as_str()), (403, "peer_trust_domain_not_trusted"));
+    let spoofed =
+        "URI=spiffe://cluster.local/ns/ops/sa/admin,URI=spiffe://evil.org/ns/x/sa/y".to_string();
+    let r = check(
+        &mut t.client,
+        Req::get("/internal/x").header("x-forwarded-client-cert", &spoofed),
+    )
+    .await;
+    assert_eq!(
+        (verdict(&r).0, reason(&r).as_str()),
+        (403, "peer_trust_domain_not_trusted")
+    );
 }
 
 #[tokio::test]
@@ -227,19 +354,31 @@ async fn revocation_by_jti_subject_and_parent() {
     let victim = mint(&e.key, "erin", |o| o.jti = Some("j-1".into()));
     let subject = mint(&e.key, "frank", |o| o.now = now() - 10);
     for t in [&parent, &child, &victim, &subject] {
-        let r = check(&mut e.client, Req::get("/api/x").bearer(t).principal(SPIFFE_OK)).await;
+        let r = check(
+            &mut e.client,
+            Req::get("/api/x").bearer(t).principal(SPIFFE_OK),
+        )
+        .await;
         assert_eq!(verdict(&r).0, 200);
     }
     store.revoke_jti("j-1", now() + 600).await.unwrap();
     store.revoke_jti("parent-1", now() + 600).await.unwrap();
     store.revoke_subject("frank", now()).await.unwrap();
     for t in [&parent, &child, &victim, &subject] {
-        let r = check(&mut e.client, Req::get("/api/x").bearer(t).principal(SPIFFE_OK)).await;
+        let r = check(
+            &mut e.client,
+            Req::get("/api/x").bearer(t).principal(SPIFFE_OK),
+        )
+        .await;
         assert_eq!((verdict(&r).0, reason(&r).as_str()), (401, "token_revoked"));
     }
     // A token of frank issued after the cut-off is fine.
     let fresh = mint(&e.key, "frank", |o| o.now = now() + 5);
-    let r = check(&mut e.client, Req::get("/api/x").bearer(&fresh).principal(SPIFFE_OK)).await;
+    let r = check(
+        &mut e.client,
+        Req::get("/api/x").bearer(&fresh).principal(SPIFFE_OK),
+    )
+    .await;
     assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
 }
 
@@ -248,11 +387,23 @@ async fn a_key_added_to_the_jwks_while_running_is_accepted_without_restart() {
     let mut e = env().await;
     let rotated = key(Algorithm::ES256, "k2");
     let token = mint(&rotated, "alice", |_| {});
-    let r = check(&mut e.client, Req::get("/api/x").bearer(&token).principal(SPIFFE_OK)).await;
-    assert_eq!((verdict(&r).0, reason(&r).as_str()), (401, "token_unknown_kid"));
-    e.jwks.set(&merge_jwks(&[&e.key.jwks_json, &rotated.jwks_json]));
+    let r = check(
+        &mut e.client,
+        Req::get("/api/x").bearer(&token).principal(SPIFFE_OK),
+    )
+    .await;
+    assert_eq!(
+        (verdict(&r).0, reason(&r).as_str()),
+        (401, "token_unknown_kid")
+    );
+    e.jwks
+        .set(&merge_jwks(&[&e.key.jwks_json, &rotated.jwks_json]));
     tokio::time::sleep(Duration::from_millis(1100)).await; // min_refetch_interval: 1s
-    let r = check(&mut e.client, Req::get("/api/x").bearer(&token).principal(SPIFFE_OK)).await;
+    let r = check(
+        &mut e.client,
+        Req::get("/api/x").bearer(&token).principal(SPIFFE_OK),
+    )
+    .await;
     assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
 }
 
@@ -265,9 +416,18 @@ async fn unreachable_jwks_at_start_is_not_ready_and_denies_with_503() {
     let mut c = client(server.grpc_addr).await;
     let any = key(Algorithm::RS256, "k1");
     let token = mint(&any, "alice", |_| {});
-    let r = check(&mut c, Req::get("/api/x").bearer(&token).principal(SPIFFE_OK)).await;
-    assert_eq!((verdict(&r), reason(&r).as_str()), ((503, 14), "jwks_unavailable"));
-    let ready = reqwest::get(format!("http://{}/readyz", server.http_addr)).await.unwrap();
+    let r = check(
+        &mut c,
+        Req::get("/api/x").bearer(&token).principal(SPIFFE_OK),
+    )
+    .await;
+    assert_eq!(
+        (verdict(&r), reason(&r).as_str()),
+        ((503, 14), "jwks_unavailable")
+    );
+    let ready = reqwest::get(format!("http://{}/readyz", server.http_addr))
+        .await
+        .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
 }
 
@@ -275,13 +435,41 @@ async fn unreachable_jwks_at_start_is_not_ready_and_denies_with_503() {
 async fn health_readiness_and_metrics() {
     let mut e = env().await;
     let base = format!("http://{}", e.server.http_addr);
-    assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status().as_u16(), 200);
-    assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
     let _ = check(&mut e.client, Req::get("/api/x").principal(SPIFFE_OK)).await;
-    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"mesh_authz_checks_total{decision="deny",reason="token_missing"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"mesh_authz_jwks_keys{provider="corp"} 1"#), "{metrics}");
-    assert!(metrics.contains("mesh_authz_check_duration_seconds_bucket"), "{metrics}");
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"mesh_authz_checks_total{decision="deny",reason="token_missing"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"mesh_authz_jwks_keys{provider="corp"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mesh_authz_check_duration_seconds_bucket"),
+        "{metrics}"
+    );
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", e.server.grpc_addr))
         .unwrap()
@@ -292,7 +480,9 @@ async fn health_readiness_and_metrics() {
     let mut serving = false;
     for _ in 0..40 {
         let s = health
-            .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
             .await
             .unwrap()
             .into_inner()

@@ -3,9 +3,14 @@
 //! Every header name mesh-authz can inject is either overwritten with our value or removed, so a
 //! client can never smuggle, say, `x-auth-subject` past us.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::config::Config;
+
+/// A token's claims together with its provider's `claims_to_headers` mapping.
+pub type ClaimsMapping<'a> = (&'a Map<String, Value>, &'a BTreeMap<String, String>);
 
 /// The header names of one config, computed once.
 #[derive(Debug, Clone)]
@@ -40,10 +45,7 @@ impl HeaderPlan {
     pub fn build(
         &self,
         spiffe_id: Option<&str>,
-        claims: Option<(
-            &Map<String, Value>,
-            &std::collections::BTreeMap<String, String>,
-        )>,
+        claims: Option<ClaimsMapping<'_>>,
     ) -> (Vec<(String, String)>, Vec<String>) {
         let mut set: Vec<(String, String)> = Vec::new();
         if let Some(id) = spiffe_id.filter(|v| safe_value(v)) {
@@ -112,8 +114,6 @@ fn safe_value(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use serde_json::json;
 
     use super::*;

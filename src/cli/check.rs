@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::google::protobuf::value::Kind;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -70,8 +70,10 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     headers.insert(":authority".into(), args.host.clone());
     let certificate = match &args.peer_cert {
         Some(p) => {
-            let pem = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC).to_string()
+            let pem =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
         }
         None => String::new(),
     };
@@ -159,7 +161,10 @@ async fn connect(args: &CheckArgs) -> anyhow::Result<Channel> {
             config = config.ca_certificate(Certificate::from_pem(std::fs::read(ca)?));
         }
         if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
-            config = config.identity(Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?));
+            config = config.identity(Identity::from_pem(
+                std::fs::read(cert)?,
+                std::fs::read(key)?,
+            ));
         }
         endpoint = endpoint.tls_config(config)?;
     }

@@ -119,10 +119,13 @@ pub fn mint(args: MintArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading {}", args.key.display()))?;
     let cnf = match &args.bind_cert {
         Some(p) => {
-            let cert = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let cert =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             let digest = mesh_authz::identity::certificate::sha256_of_pem(&cert)
                 .with_context(|| format!("{}", p.display()))?;
-            Some(mesh_authz::identity::certificate::thumbprint_b64url(&digest))
+            Some(mesh_authz::identity::certificate::thumbprint_b64url(
+                &digest,
+            ))
         }
         None => None,
     };
@@ -131,7 +134,8 @@ pub fn mint(args: MintArgs) -> anyhow::Result<ExitCode> {
         let (name, value) = c
             .split_once('=')
             .with_context(|| format!("--claim {c:?}: expected NAME=VALUE"))?;
-        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        let value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
         extra.insert(name.to_string(), value);
     }
     let token = issuer::mint(

@@ -58,8 +58,20 @@ async fn dev(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(&setup.config);
     let running = server::start(&setup.config).await?;
     let now = server::grpc::unix_now();
-    let token = mesh_authz::dev::token(&setup.key, "dev-user", "read", Duration::from_secs(3600), now)?;
-    let admin = mesh_authz::dev::token(&setup.key, "dev-admin", "read admin", Duration::from_secs(3600), now)?;
+    let token = mesh_authz::dev::token(
+        &setup.key,
+        "dev-user",
+        "read",
+        Duration::from_secs(3600),
+        now,
+    )?;
+    let admin = mesh_authz::dev::token(
+        &setup.key,
+        "dev-admin",
+        "read admin",
+        Duration::from_secs(3600),
+        now,
+    )?;
     let addr = running.grpc_addr;
     println!(
         "\nmesh-authz dev mode: gRPC ext_authz on {addr}, health/metrics on http://{}\n\
@@ -78,7 +90,11 @@ async fn dev(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn override_addrs(config: &mut Config, grpc: Option<String>, http: Option<String>) -> anyhow::Result<()> {
+fn override_addrs(
+    config: &mut Config,
+    grpc: Option<String>,
+    http: Option<String>,
+) -> anyhow::Result<()> {
     if let Some(a) = grpc {
         config.server.grpc_addr = a.parse().with_context(|| format!("--grpc-addr {a:?}"))?;
     }

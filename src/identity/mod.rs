@@ -646,4 +646,3 @@ mod tests {
         assert_eq!(e.reason(), "peer_invalid_xfcc");
     }
 }
-

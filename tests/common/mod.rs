@@ -49,7 +49,10 @@ impl JwksServer {
         let hits = Arc::new(AtomicUsize::new(0));
         let app = Router::new()
             .route("/jwks.json", get(serve_jwks))
-            .with_state(JwksState { body: body.clone(), hits: hits.clone() });
+            .with_state(JwksState {
+                body: body.clone(),
+                hits: hits.clone(),
+            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -132,10 +135,16 @@ pub struct Req {
 
 impl Req {
     pub fn get(path: &str) -> Req {
-        Req { method: "GET", path: path.into(), host: "orders.svc".into(), ..Default::default() }
+        Req {
+            method: "GET",
+            path: path.into(),
+            host: "orders.svc".into(),
+            ..Default::default()
+        }
     }
     pub fn bearer(mut self, token: &str) -> Req {
-        self.headers.insert("authorization".into(), format!("Bearer {token}"));
+        self.headers
+            .insert("authorization".into(), format!("Bearer {token}"));
         self
     }
     pub fn header(mut self, k: &str, v: &str) -> Req {
@@ -148,7 +157,8 @@ impl Req {
     }
     pub fn cert_pem(mut self, pem: &str) -> Req {
         self.certificate =
-            percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC).to_string();
+            percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
         self
     }
     pub fn method(mut self, m: &'static str) -> Req {
@@ -178,7 +188,11 @@ pub async fn check(client: &mut AuthorizationClient<Channel>, req: Req) -> Check
             ..Default::default()
         }),
     };
-    client.check(request).await.expect("Check must answer with a CheckResponse").into_inner()
+    client
+        .check(request)
+        .await
+        .expect("Check must answer with a CheckResponse")
+        .into_inner()
 }
 
 /// The decision as (HTTP status, gRPC code): 200 for allow.
@@ -196,7 +210,9 @@ pub fn verdict(r: &CheckResponse) -> (u16, i32) {
 /// The deny reason from our dynamic metadata.
 pub fn reason(r: &CheckResponse) -> String {
     use envoy_types::pb::google::protobuf::value::Kind;
-    let Some(m) = &r.dynamic_metadata else { return String::new() };
+    let Some(m) = &r.dynamic_metadata else {
+        return String::new();
+    };
     let Some(Kind::StructValue(s)) = m.fields.get("mesh_authz").and_then(|v| v.kind.clone()) else {
         return String::new();
     };
@@ -212,7 +228,11 @@ pub fn set_headers(r: &CheckResponse) -> HashMap<String, (String, i32)> {
         Some(HttpResponse::OkResponse(ok)) => ok
             .headers
             .iter()
-            .filter_map(|h| h.header.as_ref().map(|hv| (hv.key.clone(), (hv.value.clone(), h.append_action))))
+            .filter_map(|h| {
+                h.header
+                    .as_ref()
+                    .map(|hv| (hv.key.clone(), (hv.value.clone(), h.append_action)))
+            })
             .collect(),
         _ => HashMap::new(),
     }
@@ -253,7 +273,9 @@ impl Pki {
     pub fn new() -> Pki {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, "mesh-authz test CA");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mesh-authz test CA");
         let key = rcgen::KeyPair::generate().unwrap();
         let ca = rcgen::CertifiedIssuer::self_signed(params, key).unwrap();
         Pki { ca }
@@ -262,8 +284,12 @@ impl Pki {
     /// A leaf with `spiffe_id` as URI SAN; returns (cert PEM, key PEM).
     pub fn leaf(&self, spiffe_id: &str) -> (String, String) {
         let mut params = rcgen::CertificateParams::new(vec!["client.test".to_string()]).unwrap();
-        params.subject_alt_names.push(rcgen::SanType::URI(spiffe_id.try_into().unwrap()));
-        params.distinguished_name.push(rcgen::DnType::CommonName, "client");
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::URI(spiffe_id.try_into().unwrap()));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "client");
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         (cert.pem(), key.serialize_pem())
