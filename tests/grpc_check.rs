@@ -515,3 +515,34 @@ async fn shutdown_reports_not_ready_and_stops_listening() {
     e.server.shutdown().await;
     assert!(tokio::net::TcpStream::connect(grpc).await.is_err());
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_checks_finish() {
+    let e = env().await;
+    // A token with an unknown kid makes its check wait on a (slow) JWKS refetch.
+    let rotated = key(Algorithm::ES256, "k9");
+    let token = mint(&rotated, "alice", |_| {});
+    e.jwks
+        .set(&merge_jwks(&[&e.key.jwks_json, &rotated.jwks_json]));
+    e.jwks
+        .delay_ms
+        .store(700, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past min_refetch_interval
+    let mut c = e.client.clone();
+    let in_flight = tokio::spawn(async move {
+        check(
+            &mut c,
+            Req::get("/api/x").bearer(&token).principal(SPIFFE_OK),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    e.server.shutdown().await;
+    let r = in_flight.await.unwrap();
+    assert_eq!(
+        verdict(&r).0,
+        200,
+        "the in-flight check finished normally: {}",
+        reason(&r)
+    );
+}

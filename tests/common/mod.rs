@@ -29,16 +29,23 @@ pub struct JwksServer {
     pub addr: SocketAddr,
     pub body: Arc<RwLock<String>>,
     pub hits: Arc<AtomicUsize>,
+    /// Milliseconds each response is held back (to keep a check in flight).
+    pub delay_ms: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
 struct JwksState {
     body: Arc<RwLock<String>>,
     hits: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicUsize>,
 }
 
 async fn serve_jwks(State(s): State<JwksState>) -> ([(&'static str, &'static str); 1], String) {
     s.hits.fetch_add(1, Ordering::SeqCst);
+    let delay = s.delay_ms.load(Ordering::SeqCst) as u64;
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let body = s.body.read().map(|b| b.clone()).unwrap_or_default();
     ([("content-type", "application/json")], body)
 }
@@ -47,18 +54,25 @@ impl JwksServer {
     pub async fn start(jwks: &str) -> JwksServer {
         let body = Arc::new(RwLock::new(jwks.to_string()));
         let hits = Arc::new(AtomicUsize::new(0));
+        let delay_ms = Arc::new(AtomicUsize::new(0));
         let app = Router::new()
             .route("/jwks.json", get(serve_jwks))
             .with_state(JwksState {
                 body: body.clone(),
                 hits: hits.clone(),
+                delay_ms: delay_ms.clone(),
             });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        JwksServer { addr, body, hits }
+        JwksServer {
+            addr,
+            body,
+            hits,
+            delay_ms,
+        }
     }
 
     pub fn uri(&self) -> String {

@@ -1,0 +1,386 @@
+//! The `mesh-authz` binary as an operator uses it: check-config, keygen, mint, serve, check,
+//! serve --dev, SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mesh-authz");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run mesh-authz")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed on drop, with its stdout lines collected by a thread.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    fn spawn(args: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mesh-authz");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Server {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; returns it.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!(
+                    "no line with {needle:?} within {timeout:?}; output:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn drain(&mut self) -> String {
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
+            self.seen.push(l);
+        }
+        self.seen.join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn check_config_lists_every_error_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "bad.yaml",
+        "providers:\n  - name: corp\n    issuer: https://a\n    jwks: {}\n  - name: corp\n    issuer: ''\n    jwks: { uri: ftp://x }\nidentity:\n  sources: [principal, xfcc]\nrules:\n  - name: r\n    match: { path_prefix: nope }\n",
+    );
+    let out = run(&["check-config", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for expected in [
+        "providers[0].jwks: one of uri, discovery, file is required",
+        "providers[1].name: duplicate provider name",
+        "providers[1].issuer: must not be empty",
+        "providers[1].jwks.uri",
+        "identity.sources: xfcc is read only with identity.trust_xfcc: true",
+        "rules[0].match",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    let out = run(&[
+        "check-config",
+        "--config",
+        &write(dir.path(), "typo.yaml", "serverr: {}\n"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("serverr"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "ok.yaml",
+        "providers:\n  - name: corp\n    issuer: https://a\n    jwks: { uri: https://a/jwks.json }\n",
+    );
+    let out = run(&["check-config", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let effective = text(&out.stdout);
+    assert!(effective.contains("grpc_addr: 0.0.0.0:9001"), "{effective}");
+    assert!(effective.contains("clock_skew: 30s"), "{effective}");
+    assert!(effective.contains("- RS256"), "{effective}");
+}
+
+#[test]
+fn keygen_mint_serve_check_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let out = run(&[
+        "keygen",
+        "--alg",
+        "RS256",
+        "--bits",
+        "2048",
+        "--kid",
+        "k1",
+        "--out",
+        keys.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jwks = keys.join("jwks.json");
+    let pem = keys.join("k1.pem");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&pem).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // keygen refuses to overwrite a key.
+    assert!(
+        !run(&[
+            "keygen",
+            "--kid",
+            "k1",
+            "--bits",
+            "2048",
+            "--out",
+            keys.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+
+    let (grpc, http) = (free_port(), free_port());
+    let cfg = write(
+        dir.path(),
+        "config.yaml",
+        &format!(
+            "server: {{ grpc_addr: 127.0.0.1:{grpc}, http_addr: 127.0.0.1:{http} }}\nproviders:\n  - name: corp\n    issuer: https://issuer.test\n    audiences: [api]\n    jwks: {{ file: {} }}\n    claims_to_headers: {{ sub: x-auth-subject }}\nrules:\n  - name: api\n    match: {{ path_prefix: / }}\n",
+            jwks.display()
+        ),
+    );
+    let mut server = Server::spawn(&["serve", "--config", &cfg]);
+    server.wait_for("mesh-authz serving", Duration::from_secs(20));
+
+    let mint = run(&[
+        "mint",
+        "--key",
+        pem.to_str().unwrap(),
+        "--kid",
+        "k1",
+        "--iss",
+        "https://issuer.test",
+        "--aud",
+        "api",
+        "--sub",
+        "alice",
+        "--ttl",
+        "5m",
+    ]);
+    assert!(mint.status.success(), "{}", text(&mint.stderr));
+    let token = text(&mint.stdout).trim().to_string();
+    assert_eq!(token.split('.').count(), 3);
+
+    let addr = format!("127.0.0.1:{grpc}");
+    let ok = run(&[
+        "check",
+        "--addr",
+        &addr,
+        "--token",
+        &token,
+        "--path",
+        "/orders",
+        "--explain",
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}{}",
+        text(&ok.stdout),
+        text(&ok.stderr)
+    );
+    let shown = text(&ok.stdout);
+    assert!(shown.starts_with("ALLOW"), "{shown}");
+    assert!(shown.contains("x-auth-subject: alice"), "{shown}");
+
+    let no = run(&["check", "--addr", &addr, "--path", "/orders", "--explain"]);
+    assert_eq!(no.status.code(), Some(1));
+    let shown = text(&no.stdout);
+    assert!(shown.starts_with("DENY 401"), "{shown}");
+    assert!(shown.contains("reason=token_missing"), "{shown}");
+
+    // The header and signature of alice's token around another payload: a bad signature.
+    let other = run(&[
+        "mint",
+        "--key",
+        pem.to_str().unwrap(),
+        "--kid",
+        "k1",
+        "--iss",
+        "https://issuer.test",
+        "--aud",
+        "api",
+        "--sub",
+        "mallory",
+    ]);
+    let other = text(&other.stdout);
+    let parts: Vec<&str> = token.split('.').collect();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        other.trim().split('.').nth(1).unwrap(),
+        parts[2]
+    );
+    let bad = run(&[
+        "check", "--addr", &addr, "--token", &tampered, "--path", "/orders",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+
+    // One JSON log line per denial with the reason; never the token.
+    let line = server.wait_for("token_bad_signature", Duration::from_secs(5));
+    let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    assert_eq!(json["reason"], "token_bad_signature");
+    assert_eq!(json["status"], 401);
+
+    // SIGTERM drains and exits cleanly.
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let logs = server.drain();
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !logs.contains(signature) && !logs.contains(&token[..40]),
+        "a token reached the logs"
+    );
+    assert!(logs.contains("shutdown signal received"), "{logs}");
+}
+
+#[test]
+fn serve_dev_answers_health_within_20s_and_its_token_passes() {
+    let grpc = free_port();
+    let http = free_port();
+    let started = Instant::now();
+    let mut server = Server::spawn(&[
+        "serve",
+        "--dev",
+        "--grpc-addr",
+        &format!("127.0.0.1:{grpc}"),
+        "--http-addr",
+        &format!("127.0.0.1:{http}"),
+    ]);
+    server.wait_for("mesh-authz check --addr", Duration::from_secs(20));
+    let token = {
+        let i = server
+            .seen
+            .iter()
+            .position(|l| l.starts_with("A token for dev-user"))
+            .expect("token banner");
+        server.seen.get(i + 1).cloned().unwrap_or_default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let serving = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(ch) =
+                tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+                    .unwrap()
+                    .connect()
+                    .await
+            {
+                let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
+                if let Ok(r) = h
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    && r.into_inner().status
+                        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                {
+                    return true;
+                }
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(serving, "gRPC health not SERVING");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    let addr = format!("127.0.0.1:{grpc}");
+    let ok = run(&[
+        "check", "--addr", &addr, "--token", &token, "--path", "/hello",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stdout));
+    let admin = run(&[
+        "check", "--addr", &addr, "--token", &token, "--path", "/admin",
+    ]);
+    assert_eq!(admin.status.code(), Some(1), "dev-user has no admin scope");
+    let health = run(&["check", "--addr", &addr, "--path", "/healthz"]);
+    assert_eq!(health.status.code(), Some(0));
+}
