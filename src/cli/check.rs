@@ -174,23 +174,33 @@ async fn connect(args: &CheckArgs) -> anyhow::Result<Channel> {
         .with_context(|| format!("cannot connect to {}", args.addr))
 }
 
-/// Renders our metadata struct compactly as `key=value` pairs.
+/// Renders our metadata struct compactly as `key=value` pairs (nested structs in braces).
 fn describe(v: &envoy_types::pb::google::protobuf::Value) -> String {
+    describe_at(v, true)
+}
+
+fn describe_at(v: &envoy_types::pb::google::protobuf::Value, top: bool) -> String {
     match &v.kind {
         Some(Kind::StructValue(s)) => {
-            let mut keys: Vec<_> = s.fields.keys().collect();
-            keys.sort();
-            keys.iter()
-                .map(|k| format!("{k}={}", describe(&s.fields[*k])))
+            let mut fields: Vec<_> = s.fields.iter().collect();
+            fields.sort_by(|a, b| a.0.cmp(b.0));
+            let inner = fields
+                .iter()
+                .map(|(k, v)| format!("{k}={}", describe_at(v, false)))
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" ");
+            if top { inner } else { format!("{{{inner}}}") }
         }
         Some(Kind::StringValue(s)) => s.clone(),
         Some(Kind::NumberValue(n)) => n.to_string(),
         Some(Kind::BoolValue(b)) => b.to_string(),
         Some(Kind::ListValue(l)) => format!(
             "[{}]",
-            l.values.iter().map(describe).collect::<Vec<_>>().join(",")
+            l.values
+                .iter()
+                .map(|v| describe_at(v, false))
+                .collect::<Vec<_>>()
+                .join(",")
         ),
         _ => "null".into(),
     }
