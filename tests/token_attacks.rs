@@ -746,7 +746,7 @@ async fn verified_token_is_shared() {
         Arc::ptr_eq(&a, &b),
         "second verification is served from the cache"
     );
-    assert_eq!(f.verifier.provider(a.provider).issuer, ISS);
+    assert_eq!(f.verifier.provider(a.provider).unwrap().issuer, ISS);
     f.cancel.cancel();
 }
 

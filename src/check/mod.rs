@@ -270,7 +270,7 @@ impl Checker {
         let provider = credentials
             .token
             .as_ref()
-            .and_then(|t| self.verifier.get_provider(t.provider));
+            .and_then(|t| self.verifier.provider(t.provider));
         let claims = credentials
             .token
             .as_ref()

@@ -233,17 +233,8 @@ impl Verifier {
         self.providers.iter().all(|p| p.jwks.is_ready())
     }
 
-    /// The provider config at `index`.
-    ///
-    /// # Panics
-    /// When `index` is not a [`VerifiedToken::provider`] from this verifier (see
-    /// [`Verifier::get_provider`] for a checked variant).
-    pub fn provider(&self, index: usize) -> &ProviderConfig {
-        &self.providers[index].config
-    }
-
-    /// The provider config at `index`, if any.
-    pub fn get_provider(&self, index: usize) -> Option<&ProviderConfig> {
+    /// The provider config at `index` (a [`VerifiedToken::provider`]), if any.
+    pub fn provider(&self, index: usize) -> Option<&ProviderConfig> {
         self.providers.get(index).map(|p| &p.config)
     }
 
