@@ -179,6 +179,12 @@ fn jwks(at: &str, j: &JwksConfig, issuer: &str, errors: &mut Vec<ConfigError>) {
     }
     if let Some(ca) = &j.ca_file {
         readable(&format!("{at}.ca_file"), ca, errors);
+        if j.file.is_some() {
+            errors.push(ConfigError::new(
+                format!("{at}.ca_file"),
+                "applies only to uri or discovery".into(),
+            ));
+        }
     }
     if j.refresh_interval.is_zero() {
         errors.push(ConfigError::new(
