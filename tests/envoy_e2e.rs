@@ -525,6 +525,16 @@ async fn contract(mode: Mode) {
     assert_eq!(seen.upstream("x-auth-scope"), ["read"], "{m}");
     assert_eq!(seen.upstream("x-auth-subject"), ["bob"], "{m}");
 
+    // A request with a body: Envoy checks it without the body, then forwards it.
+    let r = alice
+        .post(&url)
+        .bearer_auth(&token)
+        .body(r#"{"order":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{m}: POST");
+
     // Missing and bad tokens: 401 with a Bearer challenge and a generic body; upstream untouched.
     let before = upstream.hits();
     let seen = send(&alice, &url, None, &[]).await;
