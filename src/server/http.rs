@@ -1,4 +1,5 @@
-//! The HTTP listener: `/healthz` (live), `/readyz` (keys loaded, not draining), `/metrics`.
+//! The HTTP listener: `/healthz` (live), `/readyz` (keys loaded, not draining), `/metrics`, and
+//! Envoy's HTTP ext_authz under `/check` (see [`super::http_authz`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +36,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(super::http_authz::routes())
         .with_state(state)
 }
 

@@ -2,6 +2,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod http_authz;
 mod run;
 
 pub use run::{Running, ServeError, run, start, wait_for_shutdown_signal};

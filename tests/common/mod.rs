@@ -309,6 +309,17 @@ impl Pki {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A server leaf with `dns` as its only SAN; returns (cert PEM, key PEM).
+    pub fn server(&self, dns: &str) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(vec![dns.to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, dns);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     pub fn ca_pem(&self) -> String {
         self.ca.pem()
     }
