@@ -344,3 +344,112 @@ async fn blocked_redis_answers_within_the_command_timeout() {
     }
     sleeper.join().unwrap();
 }
+
+/// `rediss://` with rustls and a custom CA, and a password from a secret file (never from the
+/// URL); a wrong password or an untrusted CA leaves the store unready.
+#[tokio::test]
+async fn tls_with_custom_ca_and_password_file() {
+    let pki = Pki::new();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &pki.ca).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let w = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.display().to_string()
+    };
+    let (cert_f, key_f, ca_f) = (
+        w("redis.pem", &cert.pem()),
+        w("redis.key", &key.serialize_pem()),
+        w("ca.pem", &pki.ca_pem()),
+    );
+    let pass_f = w("password", "s3cret-pass\n");
+    let wrong_f = w("wrong", "nope\n");
+    let port = common::redis::free_port();
+    let redis = RedisServer::start_full(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert_f,
+            "--tls-key-file",
+            &key_f,
+            "--tls-ca-cert-file",
+            &ca_f,
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            "s3cret-pass",
+        ],
+        &[
+            "--tls",
+            "--cacert",
+            &ca_f,
+            "-a",
+            "s3cret-pass",
+            "--no-auth-warning",
+        ],
+    );
+    let mut cfg = store_config(&format!("rediss://127.0.0.1:{port}"));
+    cfg.ca_file = Some(ca_f.clone().into());
+    cfg.password_file = Some(pass_f.into());
+    let store = RedisStore::connect(&cfg, Metrics::new()).await.unwrap();
+    assert!(store.wait_connected(Duration::from_secs(5)).await);
+    store.revoke_jti("tls-1", now() + 60).await.unwrap();
+    assert_eq!(redis.cli(&["EXISTS", "mesh-authz:jti:tls-1"]), "1");
+
+    cfg.password_file = Some(wrong_f.into());
+    let wrong = RedisStore::connect(&cfg, Metrics::new()).await.unwrap();
+    assert!(!wrong.wait_connected(Duration::from_millis(500)).await);
+    assert!(!wrong.ready());
+
+    let other = Pki::new();
+    let other_ca = w("other.pem", &other.ca_pem());
+    cfg.ca_file = Some(other_ca.into());
+    cfg.password_file = Some(dir.path().join("password"));
+    let untrusted = RedisStore::connect(&cfg, Metrics::new()).await.unwrap();
+    assert!(!untrusted.wait_connected(Duration::from_millis(500)).await);
+}
+
+/// The CLI straight to Redis: revoke, status (exit 1 when revoked), unrevoke.
+#[tokio::test]
+async fn cli_revoke_status_unrevoke_via_redis() {
+    let redis = RedisServer::start();
+    let bin = env!("CARGO_BIN_EXE_mesh-authz");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .args(["--redis", &redis.url()])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    };
+    assert_eq!(
+        run(&["status", "--jti", "cli-1"]),
+        (Some(0), "active".into())
+    );
+    let exp = (now() + 600).to_string();
+    assert_eq!(run(&["revoke", "--jti", "cli-1", "--exp", &exp]).0, Some(0));
+    assert_eq!(
+        run(&["status", "--jti", "cli-1"]),
+        (Some(1), "revoked (by jti)".into())
+    );
+    assert_eq!(run(&["revoke", "--sub", "carol"]).0, Some(0));
+    assert_eq!(
+        run(&["status", "--sub", "carol", "--iat", "1"]),
+        (Some(1), "revoked (by subject)".into())
+    );
+    assert_eq!(run(&["unrevoke", "--jti", "cli-1"]).0, Some(0));
+    assert_eq!(run(&["status", "--jti", "cli-1"]).0, Some(0));
+    assert_eq!(redis.cli(&["EXISTS", "mesh-authz:jti:cli-1"]), "0");
+}

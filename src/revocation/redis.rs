@@ -213,7 +213,7 @@ impl RedisStore {
                 .set_response_timeout(Some(cfg.command_timeout))
                 .set_min_delay(Duration::from_millis(50))
                 .set_max_delay(Duration::from_millis(500))
-                .set_number_of_retries(3);
+                .set_number_of_retries(0);
             let manager = ConnectionManager::new_lazy_with_config(client, config)
                 .map_err(|e| RedisSetupError::Client(e.to_string()))?;
             shared.conn.store(Some(Arc::new(Conn::Single(manager))));

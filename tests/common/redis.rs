@@ -44,6 +44,8 @@ pub fn cli(port: u16, args: &[&str]) -> String {
 pub struct RedisServer {
     pub port: u16,
     extra: Vec<String>,
+    /// Arguments put before every `redis-cli` call (TLS, password).
+    cli_prefix: Vec<String>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -56,11 +58,17 @@ impl RedisServer {
 
     /// A node on `port` with extra arguments.
     pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
+        RedisServer::start_full(port, extra, &[])
+    }
+
+    /// A node on `port` with extra server arguments and `redis-cli` arguments (TLS, auth).
+    pub fn start_full(port: u16, extra: &[&str], cli_prefix: &[&str]) -> RedisServer {
         require("redis-server");
         require("redis-cli");
         let mut s = RedisServer {
             port,
             extra: extra.iter().map(|a| a.to_string()).collect(),
+            cli_prefix: cli_prefix.iter().map(|a| a.to_string()).collect(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
         };
@@ -83,7 +91,7 @@ impl RedisServer {
             .expect("start redis-server");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while cli(self.port, &["ping"]) != "PONG" {
+        while self.cli(&["ping"]) != "PONG" {
             assert!(
                 Instant::now() < deadline,
                 "redis-server on {} did not start",
@@ -98,7 +106,9 @@ impl RedisServer {
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
-        cli(self.port, args)
+        let mut all: Vec<&str> = self.cli_prefix.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        cli(self.port, &all)
     }
 
     /// SIGKILL and wait for the process to be gone.
