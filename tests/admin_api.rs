@@ -183,6 +183,19 @@ async fn refused_callers() {
     let e = c.revoke_token(req()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
 
+    // A certificate from the right CA without any SPIFFE ID: PERMISSION_DENIED.
+    let mut params = rcgen::CertificateParams::new(vec!["client.test".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ADMIN_ID);
+    let plain_key = rcgen::KeyPair::generate().unwrap();
+    let plain = params.signed_by(&plain_key, &pki.ca).unwrap();
+    let mut c = admin_client(addr, &pki, (&plain.pem(), &plain_key.serialize_pem()))
+        .await
+        .unwrap();
+    let e = c.revoke_token(req()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+
     // A client certificate from another CA: the TLS handshake refuses it.
     let other = Pki::new();
     let (cert, k) = other.leaf(ADMIN_ID);
@@ -309,5 +322,63 @@ async fn revocation_through_replica_a_is_seen_by_replica_b() {
     assert!(
         metrics.contains(r#"revocation_invalidations_total{kind="jti"}"#),
         "{metrics}"
+    );
+}
+
+/// The CLI through the admin API, with `--cert/--key/--ca`.
+#[tokio::test]
+async fn cli_through_the_admin_api() {
+    let pki = Pki::new();
+    let f = files(&pki);
+    let key = key(Algorithm::RS256, "k1");
+    let jwks = JwksServer::start(&key.jwks_json).await;
+    let server = start(&config(&jwks.uri(), &f, "  store: memory", true)).await;
+    let addr = server.admin_addr.unwrap().to_string();
+    let (cert, k) = pki.leaf(ADMIN_ID);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_f, key_f) = (dir.path().join("c.pem"), dir.path().join("c.key"));
+    std::fs::write(&cert_f, cert).unwrap();
+    std::fs::write(&key_f, k).unwrap();
+    let bin = env!("CARGO_BIN_EXE_mesh-authz");
+    let run = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(bin)
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    };
+    let conn = |cmd: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        v.extend(
+            [
+                "--admin",
+                &addr,
+                "--cert",
+                &cert_f.display().to_string(),
+                "--key",
+                &key_f.display().to_string(),
+                "--ca",
+                &f.ca.display().to_string(),
+                "--server-name",
+                "client.test",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        v
+    };
+    assert_eq!(run(conn(&["revoke", "--jti", "cli-a"])).await.0, Some(0));
+    assert_eq!(
+        run(conn(&["status", "--jti", "cli-a"])).await,
+        (Some(1), "revoked (by jti)".into())
+    );
+    assert_eq!(run(conn(&["unrevoke", "--jti", "cli-a"])).await.0, Some(0));
+    assert_eq!(
+        run(conn(&["status", "--jti", "cli-a"])).await,
+        (Some(0), "active".into())
     );
 }

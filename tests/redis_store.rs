@@ -453,3 +453,41 @@ async fn cli_revoke_status_unrevoke_via_redis() {
     assert_eq!(run(&["status", "--jti", "cli-1"]).0, Some(0));
     assert_eq!(redis.cli(&["EXISTS", "mesh-authz:jti:cli-1"]), "0");
 }
+
+/// Redis settings are validated with their paths, and a URL's password never shows up in an
+/// error or in the printed config.
+#[test]
+fn redis_config_is_validated_and_redacted() {
+    let errors = |revocation: &str| {
+        let yaml = config("http://127.0.0.1:1/jwks.json", revocation);
+        match mesh_authz::config::from_str_with_env(&yaml, Vec::new()) {
+            Err(e) => e.to_string(),
+            Ok(c) => mesh_authz::config::validate(&c)
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    };
+    let e = errors("  store: redis\n  redis:\n    url: \"http://:hunter2@x:1\"\n");
+    assert!(e.contains("revocation.redis.url"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+    let e = errors(
+        "  store: redis\n  redis:\n    url: redis://a:1\n    cluster_nodes: [redis://b:1]\n    command_timeout: 0s\n",
+    );
+    assert!(e.contains("not both"), "{e}");
+    assert!(e.contains("revocation.redis.command_timeout"), "{e}");
+    assert_eq!(
+        errors("  store: redis\n  redis:\n    url: \"rediss://u:pw@h:6380\"\n"),
+        ""
+    );
+
+    let yaml = config(
+        "http://127.0.0.1:1/jwks.json",
+        "  store: redis\n  redis:\n    url: \"rediss://user:hunter2@h:6380/0\"\n    cluster_nodes: []\n",
+    );
+    let c = mesh_authz::config::from_str_with_env(&yaml, Vec::new()).unwrap();
+    let printed = serde_json::to_string(&c).unwrap();
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("rediss://user:***@h:6380/0"), "{printed}");
+}
