@@ -23,6 +23,11 @@ pub struct Metrics {
     pub token_cache: IntCounterVec,
     /// `mesh_authz_revocation_lookups_total{source, outcome}`.
     pub revocation_lookups: IntCounterVec,
+    /// `mesh_authz_redis_errors_total{op="lookup"|"write"|"subscribe"|"ping"}`.
+    pub redis_errors: IntCounterVec,
+    /// `mesh_authz_revocation_invalidations_total{kind="jti"|"sub"|"all"}`: cache entries dropped
+    /// on an event (`all`: after a resubscribe, when events may have been missed).
+    pub revocation_invalidations: IntCounterVec,
 }
 
 impl Metrics {
@@ -74,6 +79,19 @@ impl Metrics {
             &["source", "outcome"],
         )
         .expect("static metric definition");
+        let redis_errors = IntCounterVec::new(
+            Opts::new("redis_errors_total", "Redis errors, by operation."),
+            &["op"],
+        )
+        .expect("static metric definition");
+        let revocation_invalidations = IntCounterVec::new(
+            Opts::new(
+                "revocation_invalidations_total",
+                "Revocation cache invalidations, by kind (jti, sub, all).",
+            ),
+            &["kind"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(checks.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(check_duration.clone()),
@@ -81,6 +99,8 @@ impl Metrics {
             Box::new(jwks_keys.clone()),
             Box::new(token_cache.clone()),
             Box::new(revocation_lookups.clone()),
+            Box::new(redis_errors.clone()),
+            Box::new(revocation_invalidations.clone()),
         ] {
             // Names are static and distinct, so registration cannot collide.
             let _ = registry.register(c);
@@ -93,6 +113,8 @@ impl Metrics {
             jwks_keys,
             token_cache,
             revocation_lookups,
+            redis_errors,
+            revocation_invalidations,
         }
     }
 

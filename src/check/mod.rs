@@ -228,8 +228,7 @@ impl Checker {
             iat: c.iat,
             parent_jti: c.parent_jti.as_deref(),
         };
-        let source = self.revocation.kind();
-        let status = self.revocation.status(lookup).await;
+        let (status, source) = self.revocation.lookup(lookup).await;
         let outcome = match &status {
             Ok(Status::Active) => "active",
             Ok(Status::Revoked(_)) => "revoked",

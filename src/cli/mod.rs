@@ -2,6 +2,7 @@
 
 mod check;
 mod issue;
+mod revoke;
 mod serve;
 
 use std::path::PathBuf;
@@ -33,6 +34,12 @@ enum Command {
     Keygen(issue::KeygenArgs),
     /// Mint a signed token (for tests and demos).
     Mint(issue::MintArgs),
+    /// Revoke a token (--jti) or a subject's tokens (--sub), via --admin or --redis.
+    Revoke(revoke::RevokeArgs),
+    /// Lift a revocation, via --admin or --redis.
+    Unrevoke(revoke::UnrevokeArgs),
+    /// Tell whether a token is revoked (exit 0 active, 1 revoked), via --admin or --redis.
+    Status(revoke::StatusArgs),
 }
 
 /// Runs the parsed command; the exit code says allow (0), deny (1) or error (2) where that applies.
@@ -43,6 +50,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(args).await,
         Command::Keygen(args) => issue::keygen(args),
         Command::Mint(args) => issue::mint(args),
+        Command::Revoke(args) => revoke::revoke(args).await,
+        Command::Unrevoke(args) => revoke::unrevoke(args).await,
+        Command::Status(args) => revoke::status(args).await,
     }
 }
 

@@ -77,11 +77,35 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             readable("server.tls.client_ca_file", ca, &mut errors);
         }
     }
-    if config.server.admin.is_some() {
-        errors.push(ConfigError::new(
-            "server.admin",
-            "the revocation admin API is not available in this version".to_string(),
-        ));
+    if let Some(admin) = &config.server.admin {
+        readable("server.admin.cert_file", &admin.cert_file, &mut errors);
+        readable("server.admin.key_file", &admin.key_file, &mut errors);
+        readable(
+            "server.admin.client_ca_file",
+            &admin.client_ca_file,
+            &mut errors,
+        );
+        if admin.allowed_spiffe_ids.is_empty() {
+            errors.push(ConfigError::new(
+                "server.admin.allowed_spiffe_ids",
+                "must list at least one SPIFFE ID".to_string(),
+            ));
+        }
+        for (i, id) in admin.allowed_spiffe_ids.iter().enumerate() {
+            if crate::identity::spiffe::SpiffeId::parse(id).is_err() {
+                errors.push(ConfigError::new(
+                    format!("server.admin.allowed_spiffe_ids[{i}]"),
+                    format!("{id:?} is not a valid SPIFFE ID"),
+                ));
+            }
+        }
+        let others = [config.server.grpc_addr, config.server.http_addr];
+        if admin.addr.port() != 0 && others.contains(&admin.addr) {
+            errors.push(ConfigError::new(
+                "server.admin.addr",
+                "must differ from server.grpc_addr and server.http_addr".to_string(),
+            ));
+        }
     }
     if config.server.grpc_addr == config.server.http_addr && config.server.grpc_addr.port() != 0 {
         errors.push(ConfigError::new(
@@ -253,10 +277,71 @@ fn revocation(config: &Config, errors: &mut Vec<ConfigError>) {
                     "one of url, cluster_nodes is required".into(),
                 ))
             }
-            Some(_) => errors.push(ConfigError::new(
-                "revocation.store",
-                "redis is not available in this version; use memory".into(),
+            Some(r) => redis(r, errors),
+        }
+    }
+}
+
+fn redis(r: &super::RedisConfig, errors: &mut Vec<ConfigError>) {
+    if r.url.is_some() && !r.cluster_nodes.is_empty() {
+        errors.push(ConfigError::new(
+            "revocation.redis",
+            "set url or cluster_nodes, not both".into(),
+        ));
+    }
+    let urls = r
+        .url
+        .iter()
+        .map(|u| ("revocation.redis.url".to_string(), u))
+        .chain(
+            r.cluster_nodes
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (format!("revocation.redis.cluster_nodes[{i}]"), u)),
+        );
+    for (at, u) in urls {
+        // The message never quotes the URL: it may hold a password.
+        match url::Url::parse(u) {
+            Ok(p) if matches!(p.scheme(), "redis" | "rediss") && p.host_str().is_some() => {}
+            _ => errors.push(ConfigError::new(
+                at,
+                "must be a redis:// or rediss:// URL with a host".into(),
             )),
+        }
+    }
+    if r.key_prefix.len() > 256 {
+        errors.push(ConfigError::new(
+            "revocation.redis.key_prefix",
+            "must be at most 256 bytes".into(),
+        ));
+    }
+    if r.cache_ttl > std::time::Duration::from_secs(60) {
+        errors.push(ConfigError::new(
+            "revocation.redis.cache_ttl",
+            "must be at most 60s (it bounds how stale a lookup may be)".into(),
+        ));
+    }
+    if r.cache_capacity == 0 {
+        errors.push(ConfigError::new(
+            "revocation.redis.cache_capacity",
+            "must be at least 1".into(),
+        ));
+    }
+    for (at, d) in [
+        ("revocation.redis.connect_timeout", r.connect_timeout),
+        ("revocation.redis.command_timeout", r.command_timeout),
+    ] {
+        if d.is_zero() {
+            errors.push(ConfigError::new(at, "must be positive".into()));
+        }
+    }
+    for (at, f) in [
+        ("revocation.redis.ca_file", &r.ca_file),
+        ("revocation.redis.username_file", &r.username_file),
+        ("revocation.redis.password_file", &r.password_file),
+    ] {
+        if let Some(f) = f {
+            readable(at, f, errors);
         }
     }
 }

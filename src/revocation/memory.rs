@@ -275,6 +275,12 @@ impl RevocationStore for MemoryStore {
         self.unrevoke_subject_now(sub);
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn list_recent(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RevocationEntry>, StoreError>> {
+        Box::pin(std::future::ready(Ok(MemoryStore::list_recent(
+            self, limit,
+        ))))
+    }
 }
 
 #[cfg(test)]

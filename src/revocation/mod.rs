@@ -1,6 +1,10 @@
 //! Token revocation: the store trait and its implementations.
 
+pub mod cache;
 pub mod memory;
+pub mod redis;
+
+pub use memory::RevocationEntry;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -70,4 +74,21 @@ pub trait RevocationStore: Send + Sync {
     fn unrevoke_jti<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Lifts a subject cut-off.
     fn unrevoke_subject<'a>(&'a self, sub: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Like [`RevocationStore::status`], also naming where the answer came from (`cache`, or
+    /// [`RevocationStore::kind`]) for the lookup metrics.
+    fn lookup<'a>(
+        &'a self,
+        token: TokenRef<'a>,
+    ) -> BoxFuture<'a, (Result<Status, StoreError>, &'static str)> {
+        Box::pin(async move { (self.status(token).await, self.kind()) })
+    }
+    /// The `limit` most recent revocations, newest first (empty where a store keeps no record).
+    fn list_recent(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RevocationEntry>, StoreError>> {
+        let _ = limit;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+    /// Whether the store can answer right now (for `/readyz`).
+    fn ready(&self) -> bool {
+        true
+    }
 }

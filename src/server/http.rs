@@ -19,6 +19,8 @@ pub struct HttpState {
     pub checker: Arc<Checker>,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// The revocation store (its health is part of readiness).
+    pub revocation: Arc<dyn crate::revocation::RevocationStore>,
     /// Set when shutdown begins: readiness fails first so load balancers drain us.
     pub draining: AtomicBool,
 }
@@ -26,7 +28,9 @@ pub struct HttpState {
 impl HttpState {
     /// Whether the server should receive traffic.
     pub fn ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed) && self.checker.verifier().ready()
+        !self.draining.load(Ordering::Relaxed)
+            && self.checker.verifier().ready()
+            && self.revocation.ready()
     }
 }
 
@@ -49,6 +53,11 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
         (StatusCode::OK, "ready\n")
     } else if state.draining.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if !state.revocation.ready() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: revocation store unreachable\n",
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

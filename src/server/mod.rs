@@ -1,5 +1,6 @@
 //! Transport adapters: Envoy ext_authz over gRPC, and the HTTP listener; [`run`] wires them up.
 
+pub mod admin;
 pub mod grpc;
 pub mod http;
 pub mod http_authz;

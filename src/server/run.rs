@@ -20,6 +20,7 @@ use crate::check::Checker;
 use crate::config::{Config, ConfigErrors, StoreKind, TlsConfig};
 use crate::revocation::RevocationStore;
 use crate::revocation::memory::MemoryStore;
+use crate::revocation::redis::RedisStore;
 use crate::telemetry::Metrics;
 use crate::token::jwks::JwksError;
 use crate::token::verify::Verifier;
@@ -47,6 +48,9 @@ pub enum ServeError {
     /// TLS material could not be loaded.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// The Redis store could not be set up.
+    #[error("Redis setup failed: {0}")]
+    Redis(String),
 }
 
 /// A started server.
@@ -59,6 +63,8 @@ pub struct Running {
     pub revocation: Arc<dyn RevocationStore>,
     /// The metrics registry.
     pub metrics: Metrics,
+    /// Where the revocation admin API listens, when `server.admin` is set.
+    pub admin_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     health: HealthReporter,
     state: Arc<HttpState>,
@@ -97,18 +103,15 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         &config.limits,
         metrics.clone(),
     )?);
-    let revocation: Arc<dyn RevocationStore> = match config.revocation.store {
-        StoreKind::Memory => Arc::new(MemoryStore::default()),
-        // Refused by validation until the Redis store lands.
-        StoreKind::Redis => {
-            return Err(ServeError::Config(ConfigErrors(vec![
-                crate::config::ConfigError::new(
-                    "revocation.store",
-                    "redis is not available in this version".into(),
-                ),
-            ])));
-        }
-    };
+    let revocation: Arc<dyn RevocationStore> =
+        match (config.revocation.store, &config.revocation.redis) {
+            (StoreKind::Redis, Some(redis)) => Arc::new(
+                RedisStore::connect(redis, metrics.clone())
+                    .await
+                    .map_err(|e| ServeError::Redis(e.to_string()))?,
+            ),
+            _ => Arc::new(MemoryStore::default()),
+        };
     let checker = Arc::new(Checker::new(
         config,
         verifier.clone(),
@@ -150,6 +153,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let state = Arc::new(HttpState {
         checker: checker.clone(),
         metrics: metrics.clone(),
+        revocation: revocation.clone(),
         draining: Default::default(),
     });
     let http_cancel = cancel.clone();
@@ -164,6 +168,20 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         }
     });
 
+    let admin_addr = match &config.server.admin {
+        Some(admin) => Some(
+            super::admin::serve(admin, revocation.clone(), cancel.clone())
+                .await
+                .map_err(|e| match e {
+                    super::admin::AdminError::Bind(addr, source) => {
+                        ServeError::Bind { addr, source }
+                    }
+                    other => ServeError::Tls(other.to_string()),
+                })?,
+        ),
+        None => None,
+    };
+
     verifier.start(cancel.clone()).await;
     tokio::spawn(report_readiness(verifier, health.clone(), cancel.clone()));
     tracing::info!(%grpc_addr, %http_addr, "mesh-authz serving");
@@ -172,6 +190,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         http_addr,
         revocation,
         metrics,
+        admin_addr,
         cancel,
         health,
         state,

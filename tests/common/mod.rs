@@ -2,6 +2,8 @@
 //! envoy-types gRPC client, and certificates made with rcgen.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,493 @@
+//! The Redis revocation store against a real `redis-server` started by the test: the data model
+//! written straight into Redis, the store API, failure policy, recovery and timeouts.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::*;
+use mesh_authz::config::RedisConfig;
+use mesh_authz::revocation::redis::{JTI_GRACE_SECS, RedisStore};
+use mesh_authz::revocation::{RevocationEntry, RevocationStore, RevokedBy, Status, TokenRef};
+use mesh_authz::telemetry::Metrics;
+use mesh_authz::token::Algorithm;
+
+const SPIFFE_OK: &str = "spiffe://cluster.local/ns/shop/sa/frontend";
+const PREFIX: &str = "mesh-authz:";
+
+pub fn config(jwks_uri: &str, redis: &str) -> String {
+    format!(
+        r#"
+providers:
+  - name: corp
+    issuer: {ISSUER}
+    audiences: [{AUDIENCE}]
+    jwks: {{ uri: "{jwks_uri}" }}
+revocation:
+{redis}
+rules:
+  - name: api
+    match: {{ path_prefix: / }}
+    require: {{ token: true }}
+default_action: deny
+"#
+    )
+}
+
+fn redis_yaml(url: &str, extra: &str) -> String {
+    format!(
+        "  store: redis\n  redis:\n    url: \"{url}\"\n    cache_ttl: 1s\n    command_timeout: 300ms\n    connect_timeout: 300ms\n{extra}"
+    )
+}
+
+struct Env {
+    _jwks: JwksServer,
+    key: mesh_authz::issuer::GeneratedKey,
+    server: mesh_authz::server::Running,
+    client: envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
+        tonic::transport::Channel,
+    >,
+}
+
+async fn env(revocation_yaml: &str) -> Env {
+    let key = key(Algorithm::RS256, "k1");
+    let jwks = JwksServer::start(&key.jwks_json).await;
+    let server = start(&config(&jwks.uri(), revocation_yaml)).await;
+    let client = client(server.grpc_addr).await;
+    Env {
+        _jwks: jwks,
+        key,
+        server,
+        client,
+    }
+}
+
+impl Env {
+    async fn status(&mut self, token: &str) -> (u16, String) {
+        let r = check(
+            &mut self.client,
+            Req::get("/api").bearer(token).principal(SPIFFE_OK),
+        )
+        .await;
+        (verdict(&r).0, reason(&r))
+    }
+
+    async fn readyz(&self) -> u16 {
+        reqwest::get(format!("http://{}/readyz", self.server.http_addr))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    /// Polls until `token` is denied as revoked; returns the time it took.
+    async fn until_revoked(&mut self, token: &str, limit: Duration) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            let (code, reason) = self.status(token).await;
+            if code == 401 && reason == "token_revoked" {
+                return t0.elapsed();
+            }
+            assert_eq!(code, 200, "unexpected {code} {reason}");
+            assert!(t0.elapsed() < limit, "still allowed after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn store_config(url: &str) -> RedisConfig {
+    RedisConfig {
+        url: Some(url.to_string()),
+        cluster_nodes: Vec::new(),
+        key_prefix: PREFIX.into(),
+        cache_ttl: Duration::from_secs(1),
+        cache_capacity: 1000,
+        connect_timeout: Duration::from_secs(1),
+        command_timeout: Duration::from_secs(1),
+        ca_file: None,
+        username_file: None,
+        password_file: None,
+    }
+}
+
+/// The bar: revocations written straight into Redis by key (no event published) deny within
+/// `cache_ttl` + 0.5 s, for the jti, the subject cut-off and the parent cascade.
+#[tokio::test]
+async fn data_model_written_directly_denies_within_cache_ttl() {
+    let redis = RedisServer::start();
+    let mut e = env(&redis_yaml(&redis.url(), "")).await;
+    let by_jti = mint(&e.key, "alice", |o| o.jti = Some("direct-jti".into()));
+    let by_sub = mint(&e.key, "bob", |o| o.now = now() - 10);
+    let by_parent = mint(&e.key, "carol", |o| {
+        o.parent_jti = Some("direct-parent".into())
+    });
+    for t in [&by_jti, &by_sub, &by_parent] {
+        // Twice: the second answer comes from the local cache.
+        assert_eq!(e.status(t).await.0, 200);
+        assert_eq!(e.status(t).await.0, 200);
+    }
+    let cached = e.server.metrics.render();
+    assert!(
+        cached.contains(r#"revocation_lookups_total{outcome="active",source="cache"}"#),
+        "{cached}"
+    );
+    let cut = now().to_string();
+    redis.cli(&["SET", "mesh-authz:jti:direct-jti", "1", "EX", "600"]);
+    redis.cli(&["SET", "mesh-authz:sub:bob", &cut]);
+    redis.cli(&["SET", "mesh-authz:jti:direct-parent", "1", "EX", "600"]);
+    let bound = Duration::from_millis(1500);
+    for t in [&by_jti, &by_sub, &by_parent] {
+        let took = e.until_revoked(t, bound).await;
+        eprintln!("direct write denied after {took:?}");
+    }
+    // A token of bob issued after the cut-off is fine.
+    let fresh = mint(&e.key, "bob", |o| o.now = now() + 5);
+    assert_eq!(e.status(&fresh).await.0, 200);
+}
+
+/// Writes through the store: keys and TTLs per the data model, status, un-revoke, recent list,
+/// events published on `{prefix}events`.
+#[tokio::test]
+async fn store_writes_follow_the_data_model() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&store_config(&redis.url()), Metrics::new())
+        .await
+        .unwrap();
+    assert!(store.wait_connected(Duration::from_secs(5)).await);
+    let exp = now() + 600;
+    store.revoke_jti("j1", exp).await.unwrap();
+    let ttl: i64 = redis.cli(&["TTL", "mesh-authz:jti:j1"]).parse().unwrap();
+    assert!(
+        (600 + JTI_GRACE_SECS - 5..=600 + JTI_GRACE_SECS).contains(&ttl),
+        "ttl {ttl}"
+    );
+    // Already expired: still stored briefly.
+    store.revoke_jti("old", now() - 3600).await.unwrap();
+    let ttl: i64 = redis.cli(&["TTL", "mesh-authz:jti:old"]).parse().unwrap();
+    assert!(ttl > 0, "ttl {ttl}");
+
+    store.revoke_subject("alice", 1000).await.unwrap();
+    store.revoke_subject("alice", 500).await.unwrap();
+    assert_eq!(
+        redis.cli(&["GET", "mesh-authz:sub:alice"]),
+        "1000",
+        "later cut-off kept"
+    );
+
+    let tok = |jti, sub, iat, parent| TokenRef {
+        jti,
+        sub,
+        iat,
+        parent_jti: parent,
+    };
+    assert_eq!(
+        store
+            .status(tok(Some("j1"), None, None, None))
+            .await
+            .unwrap(),
+        Status::Revoked(RevokedBy::Jti)
+    );
+    assert_eq!(
+        store
+            .status(tok(Some("x"), None, None, Some("j1")))
+            .await
+            .unwrap(),
+        Status::Revoked(RevokedBy::Parent)
+    );
+    assert_eq!(
+        store
+            .status(tok(None, Some("alice"), Some(1000), None))
+            .await
+            .unwrap(),
+        Status::Revoked(RevokedBy::Subject)
+    );
+    assert_eq!(
+        store
+            .status(tok(None, Some("alice"), Some(1001), None))
+            .await
+            .unwrap(),
+        Status::Active
+    );
+    assert_eq!(
+        store
+            .status(tok(None, Some("alice"), None, None))
+            .await
+            .unwrap(),
+        Status::Revoked(RevokedBy::Subject),
+        "no iat: fail closed"
+    );
+
+    store.unrevoke_jti("j1").await.unwrap();
+    store.unrevoke_subject("alice").await.unwrap();
+    assert_eq!(redis.cli(&["EXISTS", "mesh-authz:jti:j1"]), "0");
+    assert_eq!(
+        store
+            .status(tok(Some("j1"), Some("alice"), Some(1), Some("j1")))
+            .await
+            .unwrap(),
+        Status::Active,
+        "un-revoke is seen at once (the local cache entry is dropped)"
+    );
+
+    let recent = store.list_recent(10).await.unwrap();
+    assert_eq!(recent.len(), 4);
+    assert!(
+        matches!(&recent[0], RevocationEntry::Subject { sub, before: 1000, .. } if sub == "alice")
+    );
+
+    // A garbage cut-off written by another tool fails closed (an error, never "active").
+    redis.cli(&["SET", "mesh-authz:sub:mallory", "tomorrow"]);
+    assert!(
+        store
+            .status(tok(None, Some("mallory"), Some(1), None))
+            .await
+            .is_err()
+    );
+}
+
+/// Redis killed while checks run: nothing is allowed (`on_error: deny`), readiness fails;
+/// Redis restarted: the service recovers by itself within 5 s.
+#[tokio::test]
+async fn redis_killed_fails_closed_then_recovers() {
+    let mut redis = RedisServer::start();
+    let mut e = env(&redis_yaml(&redis.url(), "  on_error: deny\n")).await;
+    let active = mint(&e.key, "alice", |_| {});
+    let revoked = mint(&e.key, "bob", |o| o.jti = Some("kill-1".into()));
+    e.server
+        .revocation
+        .revoke_jti("kill-1", now() + 600)
+        .await
+        .unwrap();
+    assert_eq!(e.status(&active).await.0, 200);
+    assert_eq!(e.status(&revoked).await.0, 401);
+    let t0 = Instant::now();
+    while e.readyz().await != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    redis.kill();
+    // The subscription drop is seen at once and the cache stops answering; give it a beat.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t0 = Instant::now();
+    let mut checks = 0;
+    while t0.elapsed() < Duration::from_millis(1500) {
+        let (code, reason) = e.status(&revoked).await;
+        assert!(
+            code == 401 || code == 503,
+            "revoked token got {code} {reason}"
+        );
+        let (code, reason) = e.status(&active).await;
+        assert_ne!(code, 200, "allowed while Redis is down ({reason})");
+        assert_eq!(reason, "revocation_unavailable");
+        checks += 2;
+    }
+    eprintln!("{checks} checks while Redis was down, none allowed");
+    assert_eq!(e.readyz().await, 503);
+    let metrics = e.server.metrics.render();
+    assert!(metrics.contains("redis_errors_total"), "{metrics}");
+
+    redis.restart();
+    let t0 = Instant::now();
+    loop {
+        let (code, _) = e.status(&active).await;
+        if code == 200 && e.readyz().await == 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "did not recover in 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("recovered {:?} after restart", t0.elapsed());
+    // The restarted Redis is empty; revoking again works and is seen.
+    e.server
+        .revocation
+        .revoke_jti("kill-1", now() + 600)
+        .await
+        .unwrap();
+    assert_eq!(e.status(&revoked).await.0, 401);
+}
+
+/// `on_error: allow` is an explicit operator choice: with Redis down, valid tokens pass.
+#[tokio::test]
+async fn on_error_allow_lets_valid_tokens_through() {
+    let mut redis = RedisServer::start();
+    let mut e = env(&redis_yaml(&redis.url(), "  on_error: allow\n")).await;
+    let t = mint(&e.key, "alice", |_| {});
+    assert_eq!(e.status(&t).await.0, 200);
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(e.status(&t).await.0, 200);
+}
+
+/// A blocked Redis (`DEBUG SLEEP`): checks still answer, within the command timeout.
+#[tokio::test]
+async fn blocked_redis_answers_within_the_command_timeout() {
+    let redis = RedisServer::start();
+    let mut e = env(&redis_yaml(&redis.url(), "")).await;
+    let warm = mint(&e.key, "warm", |_| {});
+    assert_eq!(e.status(&warm).await.0, 200);
+    let port = redis.port;
+    let sleeper = std::thread::spawn(move || common::redis::cli(port, &["DEBUG", "SLEEP", "2"]));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..3 {
+        let t = mint(&e.key, &format!("fresh-{i}"), |_| {});
+        let t0 = Instant::now();
+        let (code, reason) = e.status(&t).await;
+        let took = t0.elapsed();
+        eprintln!("check against a blocked Redis answered {code} in {took:?}");
+        assert_eq!((code, reason.as_str()), (503, "revocation_unavailable"));
+        // command_timeout is 300 ms; generous slack for a loaded machine.
+        assert!(took < Duration::from_millis(1000), "took {took:?}");
+    }
+    sleeper.join().unwrap();
+}
+
+/// `rediss://` with rustls and a custom CA, and a password from a secret file (never from the
+/// URL); a wrong password or an untrusted CA leaves the store unready.
+#[tokio::test]
+async fn tls_with_custom_ca_and_password_file() {
+    let pki = Pki::new();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &pki.ca).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let w = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.display().to_string()
+    };
+    let (cert_f, key_f, ca_f) = (
+        w("redis.pem", &cert.pem()),
+        w("redis.key", &key.serialize_pem()),
+        w("ca.pem", &pki.ca_pem()),
+    );
+    let pass_f = w("password", "s3cret-pass\n");
+    let wrong_f = w("wrong", "nope\n");
+    let port = common::redis::free_port();
+    let redis = RedisServer::start_full(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert_f,
+            "--tls-key-file",
+            &key_f,
+            "--tls-ca-cert-file",
+            &ca_f,
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            "s3cret-pass",
+        ],
+        &[
+            "--tls",
+            "--cacert",
+            &ca_f,
+            "-a",
+            "s3cret-pass",
+            "--no-auth-warning",
+        ],
+    );
+    let mut cfg = store_config(&format!("rediss://127.0.0.1:{port}"));
+    cfg.ca_file = Some(ca_f.clone().into());
+    cfg.password_file = Some(pass_f.into());
+    let store = RedisStore::connect(&cfg, Metrics::new()).await.unwrap();
+    assert!(store.wait_connected(Duration::from_secs(5)).await);
+    store.revoke_jti("tls-1", now() + 60).await.unwrap();
+    assert_eq!(redis.cli(&["EXISTS", "mesh-authz:jti:tls-1"]), "1");
+
+    cfg.password_file = Some(wrong_f.into());
+    let wrong = RedisStore::connect(&cfg, Metrics::new()).await.unwrap();
+    assert!(!wrong.wait_connected(Duration::from_millis(500)).await);
+    assert!(!wrong.ready());
+
+    let other = Pki::new();
+    let other_ca = w("other.pem", &other.ca_pem());
+    cfg.ca_file = Some(other_ca.into());
+    cfg.password_file = Some(dir.path().join("password"));
+    let untrusted = RedisStore::connect(&cfg, Metrics::new()).await.unwrap();
+    assert!(!untrusted.wait_connected(Duration::from_millis(500)).await);
+}
+
+/// The CLI straight to Redis: revoke, status (exit 1 when revoked), unrevoke.
+#[tokio::test]
+async fn cli_revoke_status_unrevoke_via_redis() {
+    let redis = RedisServer::start();
+    let bin = env!("CARGO_BIN_EXE_mesh-authz");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .args(["--redis", &redis.url()])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    };
+    assert_eq!(
+        run(&["status", "--jti", "cli-1"]),
+        (Some(0), "active".into())
+    );
+    let exp = (now() + 600).to_string();
+    assert_eq!(run(&["revoke", "--jti", "cli-1", "--exp", &exp]).0, Some(0));
+    assert_eq!(
+        run(&["status", "--jti", "cli-1"]),
+        (Some(1), "revoked (by jti)".into())
+    );
+    assert_eq!(run(&["revoke", "--sub", "carol"]).0, Some(0));
+    assert_eq!(
+        run(&["status", "--sub", "carol", "--iat", "1"]),
+        (Some(1), "revoked (by subject)".into())
+    );
+    assert_eq!(run(&["unrevoke", "--jti", "cli-1"]).0, Some(0));
+    assert_eq!(run(&["status", "--jti", "cli-1"]).0, Some(0));
+    assert_eq!(redis.cli(&["EXISTS", "mesh-authz:jti:cli-1"]), "0");
+}
+
+/// Redis settings are validated with their paths, and a URL's password never shows up in an
+/// error or in the printed config.
+#[test]
+fn redis_config_is_validated_and_redacted() {
+    let errors = |revocation: &str| {
+        let yaml = config("http://127.0.0.1:1/jwks.json", revocation);
+        match mesh_authz::config::from_str_with_env(&yaml, Vec::new()) {
+            Err(e) => e.to_string(),
+            Ok(c) => mesh_authz::config::validate(&c)
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    };
+    let e = errors("  store: redis\n  redis:\n    url: \"http://:hunter2@x:1\"\n");
+    assert!(e.contains("revocation.redis.url"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+    let e = errors(
+        "  store: redis\n  redis:\n    url: redis://a:1\n    cluster_nodes: [redis://b:1]\n    command_timeout: 0s\n",
+    );
+    assert!(e.contains("not both"), "{e}");
+    assert!(e.contains("revocation.redis.command_timeout"), "{e}");
+    assert_eq!(
+        errors("  store: redis\n  redis:\n    url: \"rediss://u:pw@h:6380\"\n"),
+        ""
+    );
+
+    let yaml = config(
+        "http://127.0.0.1:1/jwks.json",
+        "  store: redis\n  redis:\n    url: \"rediss://user:hunter2@h:6380/0\"\n    cluster_nodes: []\n",
+    );
+    let c = mesh_authz::config::from_str_with_env(&yaml, Vec::new()).unwrap();
+    let printed = serde_json::to_string(&c).unwrap();
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("rediss://user:***@h:6380/0"), "{printed}");
+}
