@@ -101,10 +101,12 @@ async fn verdict_of(
 async fn allowed_client_revokes_on_the_memory_store() {
     let pki = Pki::new();
     let f = files(&pki);
-    let key = key(Algorithm::RS256, "k1");
-    let jwks = JwksServer::start(&key.jwks_json).await;
-    let server = start(&config(&jwks.uri(), &f, "  store: memory", true)).await;
-    let mut c = client(server.grpc_addr).await;
+    let Env {
+        key,
+        server,
+        client: mut c,
+        jwks: _jwks,
+    } = Env::start(|uri| config(uri, &f, "  store: memory", true)).await;
     let token = mint(&key, "alice", |o| o.jti = Some("adm-1".into()));
     assert_eq!(verdict_of(&mut c, &token).await.0, 200);
 

@@ -47,26 +47,8 @@ default_action: deny
     )
 }
 
-struct Env {
-    jwks: JwksServer,
-    key: mesh_authz::issuer::GeneratedKey,
-    server: mesh_authz::server::Running,
-    client: envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
-        tonic::transport::Channel,
-    >,
-}
-
 async fn env_with(extra: &str) -> Env {
-    let key = key(Algorithm::RS256, "k1");
-    let jwks = JwksServer::start(&key.jwks_json).await;
-    let server = start(&config(&jwks.uri(), extra)).await;
-    let client = client(server.grpc_addr).await;
-    Env {
-        jwks,
-        key,
-        server,
-        client,
-    }
+    Env::start(|uri| config(uri, extra)).await
 }
 
 async fn env() -> Env {

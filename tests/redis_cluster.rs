@@ -10,7 +10,6 @@ use mesh_authz::config::RedisConfig;
 use mesh_authz::revocation::redis::{RedisStore, key_slot};
 use mesh_authz::revocation::{RevocationStore, RevokedBy, Status, TokenRef};
 use mesh_authz::telemetry::Metrics;
-use mesh_authz::token::Algorithm;
 
 fn config(jwks_uri: &str, nodes: &[String]) -> String {
     let nodes = nodes
@@ -64,10 +63,12 @@ async fn status(
 #[tokio::test]
 async fn cluster_lookups_revocations_and_direct_writes() {
     let cluster = RedisCluster::start();
-    let key = key(Algorithm::RS256, "k1");
-    let jwks = JwksServer::start(&key.jwks_json).await;
-    let server = start(&config(&jwks.uri(), &cluster.urls())).await;
-    let mut c = client(server.grpc_addr).await;
+    let Env {
+        key,
+        server,
+        client: mut c,
+        jwks: _jwks,
+    } = Env::start(|uri| config(uri, &cluster.urls())).await;
 
     // Facts of one token on different nodes: the lookup spans slots and still answers.
     let (jti, sub, parent) = ("c-jti-1", "c-sub-1", "c-parent-7");

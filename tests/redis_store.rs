@@ -11,7 +11,6 @@ use mesh_authz::config::RedisConfig;
 use mesh_authz::revocation::redis::{JTI_GRACE_SECS, RedisStore};
 use mesh_authz::revocation::{RevocationEntry, RevocationStore, RevokedBy, Status, TokenRef};
 use mesh_authz::telemetry::Metrics;
-use mesh_authz::token::Algorithm;
 
 const SPIFFE_OK: &str = "spiffe://cluster.local/ns/shop/sa/frontend";
 const PREFIX: &str = "mesh-authz:";
@@ -41,26 +40,8 @@ fn redis_yaml(url: &str, extra: &str) -> String {
     )
 }
 
-struct Env {
-    _jwks: JwksServer,
-    key: mesh_authz::issuer::GeneratedKey,
-    server: mesh_authz::server::Running,
-    client: envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
-        tonic::transport::Channel,
-    >,
-}
-
 async fn env(revocation_yaml: &str) -> Env {
-    let key = key(Algorithm::RS256, "k1");
-    let jwks = JwksServer::start(&key.jwks_json).await;
-    let server = start(&config(&jwks.uri(), revocation_yaml)).await;
-    let client = client(server.grpc_addr).await;
-    Env {
-        _jwks: jwks,
-        key,
-        server,
-        client,
-    }
+    Env::start(|uri| config(uri, revocation_yaml)).await
 }
 
 impl Env {

@@ -331,3 +331,28 @@ pub fn thumbprint(cert_pem: &str) -> String {
     let d = mesh_authz::identity::certificate::sha256_of_pem(cert_pem).unwrap();
     mesh_authz::identity::certificate::thumbprint_b64url(&d)
 }
+
+/// A running mesh-authz with one RS256 issuer (`k1`) whose JWKS is served over real HTTP, and a
+/// gRPC client to it.
+pub struct Env {
+    pub jwks: JwksServer,
+    pub key: GeneratedKey,
+    pub server: Running,
+    pub client: AuthorizationClient<Channel>,
+}
+
+impl Env {
+    /// Starts everything; `config` gets the JWKS URI and returns the YAML to serve.
+    pub async fn start(config: impl FnOnce(&str) -> String) -> Env {
+        let key = key(Algorithm::RS256, "k1");
+        let jwks = JwksServer::start(&key.jwks_json).await;
+        let server = start(&config(&jwks.uri())).await;
+        let client = client(server.grpc_addr).await;
+        Env {
+            jwks,
+            key,
+            server,
+            client,
+        }
+    }
+}
