@@ -140,8 +140,8 @@ def cmd_render(a):
             m, xs = per_round_ratio(lambda q: q["setup"] == "c", lambda q: q["setup"] == "d", key, e2e)
             targets.append((name, m, ("≥ " if ge else "≤ ") + f"{goal}", (m >= goal) if ge else (m <= goal), xs))
     L.append("## mesh-authz alone (gRPC Check, 4 connections × 32 in flight)\n")
-    L.append("| scenario | Checks/s | p50 µs | p99 µs | server CPU µs / Check | outcomes (last round) |")
-    L.append("|---|---:|---:|---:|---:|---|")
+    L.append("| scenario | Checks/s | p50 µs | p99 µs | server CPU µs / Check | response bytes | outcomes (last round) |")
+    L.append("|---|---:|---:|---:|---:|---:|---|")
     labels = []
     for r in direct:
         if r["data"]["label"] not in labels:
@@ -153,7 +153,7 @@ def cmd_render(a):
              "p99": med([x["p99_us"] for x in rs]), "cpu": med([x["cpu_ms_per_1k"][0] for x in rs])}
         dsum[lab] = d
         L.append(f"| {lab} | {d['rps']:.0f} | {d['p50']:.0f} | {d['p99']:.0f} | {d['cpu']:.1f} | "
-                 f"{json.dumps(rs[-1]['outcomes'])} |")
+                 f"{rs[-1].get('response_bytes', '?')} | {json.dumps(rs[-1]['outcomes'])} |")
     L.append("")
     L.append("`noop_hot` is the allow-all server (`bench/src/bin/noop_authz.rs`); `cold_*` run against an "
              "instance with `token_cache_capacity: 1` and a pool of distinct tokens, so every Check verifies a "

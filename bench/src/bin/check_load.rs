@@ -78,6 +78,8 @@ enum Tokens {
 struct WorkerOut {
     hist: Histogram<u64>,
     outcomes: HashMap<String, u64>,
+    /// Encoded size of the last CheckResponse seen (what Envoy has to decode and apply).
+    resp_bytes: usize,
 }
 
 fn request(path: &str, token: Option<&str>) -> CheckRequest {
@@ -159,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
             let mut out = WorkerOut {
                 hist: Histogram::new_with_bounds(1, 60_000_000, 3)?,
                 outcomes: HashMap::new(),
+                resp_bytes: 0,
             };
             loop {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -183,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
                     Err(s) => format!("grpc_error_{:?}", s.code()),
                     Ok(r) => {
                         let r = r.into_inner();
+                        out.resp_bytes = prost::Message::encoded_len(&r);
                         let code = r.status.as_ref().map(|s| s.code).unwrap_or(-1);
                         match r.http_response {
                             Some(HttpResponse::OkResponse(_)) if code == 0 => "allow".to_string(),
@@ -240,6 +244,7 @@ fn report(
 ) -> anyhow::Result<()> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    let resp_bytes = outs.iter().map(|o| o.resp_bytes).max().unwrap_or(0);
     for o in outs {
         hist.add(&o.hist)?;
         for (k, v) in o.outcomes {
@@ -262,6 +267,7 @@ fn report(
         "mean_us": hist.mean(),
         "outcomes": outcomes,
         "expected": args.expect,
+        "response_bytes": resp_bytes,
         "cpu_s": cpu,
         "cpu_ms_per_1k": cpu_ms_per_1k,
     });
