@@ -120,6 +120,8 @@ def cmd_render(a):
         L.append(f"| {SETUPS[s]} | {d['rps']:.0f} | {d['p50_us']/1000:.2f} | {d['p99_us']/1000:.2f} | "
                  f"{d['envoy_cpu_ms_per_1k']:.1f} | {authz} | {bad} |")
     L.append("")
+    L.append("Per-round values are in the targets table below: on a shared 2-CPU machine the spread between "
+             "rounds is large, so read the ratios with their per-round values.\n")
     targets = []
 
     def per_round_ratio(sel_a, sel_b, key, rows_, lab="setup"):
@@ -229,7 +231,8 @@ def cmd_render(a):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.5))
-    names = [SETUPS[s].split(" ", 1)[0] + "\n" + SETUPS[s].split(" ", 1)[1].replace(" (", "\n(") for s in summary]
+    short = {"a": "(a) none", "b": "(b) jwt_authn", "c": "(c) ext_authz\nmesh-authz", "d": "(d) ext_authz\nno-op"}
+    names = [short[s] for s in summary]
     ax[0].bar(names, [summary[s]["rps"] for s in summary], color="#4477aa")
     ax[0].set_title("Through Envoy (1 worker): requests/s")
     x = range(len(summary))

@@ -88,7 +88,11 @@ fn main() -> anyhow::Result<()> {
                             let mut n = t;
                             while n < count {
                                 let tok = mint(pem, kid, n)?;
-                                v.push(if bad_sig { tamper_signature(&tok)? } else { tok });
+                                v.push(if bad_sig {
+                                    tamper_signature(&tok)?
+                                } else {
+                                    tok
+                                });
                                 n += threads;
                             }
                             Ok(v)

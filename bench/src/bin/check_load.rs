@@ -200,9 +200,7 @@ async fn main() -> anyhow::Result<()> {
                     format!("unexpected_{key}")
                 };
                 *out.outcomes.entry(key).or_default() += 1;
-                out.hist
-                    .record((t1 - t0).as_micros().max(1) as u64)
-                    .ok();
+                out.hist.record((t1 - t0).as_micros().max(1) as u64).ok();
             }
             anyhow::Ok(out)
         }));
@@ -211,16 +209,32 @@ async fn main() -> anyhow::Result<()> {
     // CPU of the targets over exactly the measured window.
     if let Some(e) = end {
         tokio::time::sleep_until(measure_start.into()).await;
-        let cpu0: Vec<f64> = args.pid.iter().map(|p| cpu_seconds(*p)).collect::<Result<_, _>>()?;
+        let cpu0: Vec<f64> = args
+            .pid
+            .iter()
+            .map(|p| cpu_seconds(*p))
+            .collect::<Result<_, _>>()?;
         tokio::time::sleep_until(e.into()).await;
-        let cpu1: Vec<f64> = args.pid.iter().map(|p| cpu_seconds(*p)).collect::<Result<_, _>>()?;
+        let cpu1: Vec<f64> = args
+            .pid
+            .iter()
+            .map(|p| cpu_seconds(*p))
+            .collect::<Result<_, _>>()?;
         let outs = join(handles).await?;
         report(&args, outs, args.duration, &cpu0, &cpu1)
     } else {
-        let cpu0: Vec<f64> = args.pid.iter().map(|p| cpu_seconds(*p)).collect::<Result<_, _>>()?;
+        let cpu0: Vec<f64> = args
+            .pid
+            .iter()
+            .map(|p| cpu_seconds(*p))
+            .collect::<Result<_, _>>()?;
         let outs = join(handles).await?;
         let secs = start.elapsed().as_secs_f64();
-        let cpu1: Vec<f64> = args.pid.iter().map(|p| cpu_seconds(*p)).collect::<Result<_, _>>()?;
+        let cpu1: Vec<f64> = args
+            .pid
+            .iter()
+            .map(|p| cpu_seconds(*p))
+            .collect::<Result<_, _>>()?;
         report(&args, outs, secs, &cpu0, &cpu1)
     }
 }
