@@ -286,7 +286,7 @@ fn config_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(cfg(300))]
+    #![proptest_config(cfg(1000))]
 
     #[test]
     fn config_never_panics_on_text(s in "\\PC{0,200}") {
@@ -466,7 +466,7 @@ fn path() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(cfg(1500))]
+    #![proptest_config(cfg(4000))]
 
     /// No allow on a token-requiring rule without one of the valid tokens that rule accepts.
     #[test]

@@ -59,14 +59,15 @@ default_action: deny
 
 // ---------------------------------------------------------------- log capture
 
-/// Everything any test in this binary logs (all levels), as text.
+/// Everything any test in this binary logs, as text.
 fn logs() -> Arc<Mutex<Vec<u8>>> {
     static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     BUF.get_or_init(|| {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let writer = buf.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+            // All of mesh-authz; dependencies at debug (their trace output is per frame and slow).
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,mesh_authz=trace"))
             .with_ansi(false)
             .with_writer(move || SharedWriter(writer.clone()))
             .finish();
