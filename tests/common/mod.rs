@@ -356,3 +356,49 @@ impl Env {
         }
     }
 }
+
+/// Like [`check`], but also sends `raw` as Envoy's `header_map` (what `encode_raw_headers: true`
+/// produces): each entry's bytes go into `raw_value`, repeated names stay separate entries.
+pub async fn check_raw(
+    client: &mut AuthorizationClient<Channel>,
+    req: Req,
+    raw: &[(&str, &[u8])],
+) -> CheckResponse {
+    use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+    let header_map = HeaderMap {
+        headers: raw
+            .iter()
+            .map(|(k, v)| HeaderValue {
+                key: (*k).to_string(),
+                raw_value: v.to_vec(),
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let request = CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(Peer {
+                principal: req.principal,
+                certificate: req.certificate,
+                ..Default::default()
+            }),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: req.method.into(),
+                    path: req.path,
+                    host: req.host,
+                    headers: req.headers,
+                    header_map: Some(header_map),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    client
+        .check(request)
+        .await
+        .expect("Check must answer with a CheckResponse")
+        .into_inner()
+}
