@@ -110,6 +110,10 @@ pub struct ServerConfig {
     /// How long in-flight checks may take to finish after SIGTERM.
     #[serde(default = "default_shutdown_grace", with = "duration")]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long health and readiness report NOT_SERVING while the listeners still
+    /// answer, so health checkers (Envoy, Kubernetes) stop sending before they close.
+    #[serde(default = "default_drain_delay", with = "duration")]
+    pub drain_delay: Duration,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +124,7 @@ impl Default for ServerConfig {
             tls: None,
             admin: None,
             shutdown_grace: default_shutdown_grace(),
+            drain_delay: default_drain_delay(),
         }
     }
 }
@@ -132,6 +137,9 @@ fn default_http_addr() -> SocketAddr {
 }
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(10)
+}
+fn default_drain_delay() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// Server-side TLS; with `client_ca_file`, client certificates are required.

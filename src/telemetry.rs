@@ -105,11 +105,9 @@ impl Metrics {
             &["outcome"],
         )
         .expect("static metric definition");
-        let checks_in_flight = IntGauge::new(
-            "checks_in_flight",
-            "Checks admitted and not yet answered.",
-        )
-        .expect("static metric definition");
+        let checks_in_flight =
+            IntGauge::new("checks_in_flight", "Checks admitted and not yet answered.")
+                .expect("static metric definition");
         for c in [
             Box::new(checks.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(check_duration.clone()),

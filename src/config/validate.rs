@@ -64,6 +64,12 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             "must be at least 1".to_string(),
         ));
     }
+    if config.server.drain_delay.as_secs() > 60 {
+        errors.push(ConfigError::new(
+            "server.drain_delay",
+            "must be at most 60s".to_string(),
+        ));
+    }
     if config.limits.max_concurrent_checks > 1_000_000 {
         errors.push(ConfigError::new(
             "limits.max_concurrent_checks",

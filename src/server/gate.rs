@@ -186,8 +186,21 @@ mod tests {
         assert_eq!(parse_grpc_timeout("2M"), Some(ms(120_000)));
         assert_eq!(parse_grpc_timeout("1H"), Some(ms(3_600_000)));
         assert_eq!(parse_grpc_timeout("5000u"), Some(ms(5)));
-        assert_eq!(parse_grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
-        for bad in ["", "m", "200", "123456789m", "-1m", "1.5S", "20x", "2 m", "1é"] {
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in [
+            "",
+            "m",
+            "200",
+            "123456789m",
+            "-1m",
+            "1.5S",
+            "20x",
+            "2 m",
+            "1é",
+        ] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
         }
     }

@@ -84,6 +84,7 @@ pub struct Running {
     grpc_task: JoinHandle<()>,
     http_task: JoinHandle<()>,
     grace: Duration,
+    drain_delay: Duration,
 }
 
 /// gRPC health, guarded so that the readiness poller can never flip it back to SERVING once
@@ -103,8 +104,9 @@ struct ReloadState {
 }
 
 impl Running {
-    /// Drains and stops: readiness and gRPC health go NOT_SERVING first, then the listeners stop
-    /// accepting and in-flight checks get up to `server.shutdown_grace` to finish.
+    /// Drains and stops: readiness and gRPC health go NOT_SERVING first while the listeners keep
+    /// answering for `server.drain_delay`, then the listeners stop accepting and in-flight checks
+    /// get up to `server.shutdown_grace` to finish.
     pub async fn shutdown(self) {
         {
             let mut health = self.health.lock().await;
@@ -112,6 +114,11 @@ impl Running {
             self.state.draining.store(true, Ordering::Relaxed);
             set_health(&health.reporter, ServingStatus::NotServing).await;
             health.serving = Some(false);
+        }
+        // Keep answering while health checkers notice NOT_SERVING and move traffic away.
+        if !self.drain_delay.is_zero() {
+            tracing::info!(drain_delay = ?self.drain_delay, "draining: health NOT_SERVING");
+            tokio::time::sleep(self.drain_delay).await;
         }
         self.cancel.cancel();
         let drained = tokio::time::timeout(self.grace, async {
@@ -212,10 +219,7 @@ impl Running {
 
 /// Logs and counts a refused reload.
 fn refused(metrics: &Metrics, errors: &ConfigErrors) {
-    metrics
-        .config_reloads
-        .with_label_values(&["refused"])
-        .inc();
+    metrics.config_reloads.with_label_values(&["refused"]).inc();
     for e in &errors.0 {
         tracing::error!(path = %e.path, error = %e.message, "config reload refused");
     }
@@ -373,7 +377,11 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         let _ = cache.refresh_now().await;
     }
     let refreshers = track_refreshers(&verifier, &[], &cancel);
-    tokio::spawn(report_readiness(gate.clone(), health.clone(), cancel.clone()));
+    tokio::spawn(report_readiness(
+        gate.clone(),
+        health.clone(),
+        cancel.clone(),
+    ));
     tracing::info!(%grpc_addr, %http_addr, "mesh-authz serving");
     Ok(Running {
         grpc_addr,
@@ -392,6 +400,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         grpc_task,
         http_task,
         grace: config.server.shutdown_grace,
+        drain_delay: config.server.drain_delay,
     })
 }
 
