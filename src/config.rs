@@ -92,7 +92,7 @@ pub struct Config {
 }
 
 /// Listener addresses and TLS.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// ext_authz v3 and grpc.health.v1.
@@ -110,6 +110,10 @@ pub struct ServerConfig {
     /// How long in-flight checks may take to finish after SIGTERM.
     #[serde(default = "default_shutdown_grace", with = "duration")]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long health and readiness report NOT_SERVING while the listeners still
+    /// answer, so health checkers (Envoy, Kubernetes) stop sending before they close.
+    #[serde(default = "default_drain_delay", with = "duration")]
+    pub drain_delay: Duration,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +124,7 @@ impl Default for ServerConfig {
             tls: None,
             admin: None,
             shutdown_grace: default_shutdown_grace(),
+            drain_delay: default_drain_delay(),
         }
     }
 }
@@ -133,9 +138,12 @@ fn default_http_addr() -> SocketAddr {
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(10)
 }
+fn default_drain_delay() -> Duration {
+    Duration::from_secs(1)
+}
 
 /// Server-side TLS; with `client_ca_file`, client certificates are required.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain.
@@ -148,7 +156,7 @@ pub struct TlsConfig {
 }
 
 /// The revocation admin API listener.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Listen address.
@@ -206,7 +214,7 @@ fn default_clock_skew() -> Duration {
 }
 
 /// JWKS source: exactly one of `uri`, `discovery`, `file`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
     /// `https://…/jwks.json` (plain `http://` is accepted for in-cluster and test use).
@@ -313,7 +321,7 @@ pub enum OnError {
 }
 
 /// Revocation settings.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationConfig {
     /// `memory` (default) or `redis`.
@@ -328,7 +336,7 @@ pub struct RevocationConfig {
 }
 
 /// Redis connection settings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://` or `rediss://` URL of a single node (a password in it is never printed).
@@ -509,6 +517,14 @@ pub struct LimitsConfig {
     /// Verified tokens kept in the cache at most.
     #[serde(default = "default_token_cache_capacity")]
     pub token_cache_capacity: u64,
+    /// Checks answered at once at most; a check over the limit is denied at once (503,
+    /// reason `overloaded`) instead of queueing. `0` turns the limit off.
+    #[serde(default = "default_max_concurrent_checks")]
+    pub max_concurrent_checks: usize,
+    /// Longest time one check may take; a slower one is denied (503, reason
+    /// `deadline_exceeded`). A shorter gRPC deadline (`grpc-timeout`) from Envoy wins.
+    #[serde(default = "default_check_timeout", with = "duration")]
+    pub check_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -516,8 +532,17 @@ impl Default for LimitsConfig {
         Self {
             max_token_bytes: default_max_token_bytes(),
             token_cache_capacity: default_token_cache_capacity(),
+            max_concurrent_checks: default_max_concurrent_checks(),
+            check_timeout: default_check_timeout(),
         }
     }
+}
+
+fn default_max_concurrent_checks() -> usize {
+    1024
+}
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_max_token_bytes() -> usize {
@@ -528,7 +553,7 @@ fn default_token_cache_capacity() -> u64 {
 }
 
 /// Log output.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoggingConfig {
     /// `json` (default) or `text`.

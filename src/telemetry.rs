@@ -4,7 +4,8 @@
 //! Never a label per user, token or path.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric mesh-authz exports, registered in its own registry.
@@ -28,6 +29,10 @@ pub struct Metrics {
     /// `mesh_authz_revocation_invalidations_total{kind="jti"|"sub"|"all"}`: cache entries dropped
     /// on an event (`all`: after a resubscribe, when events may have been missed).
     pub revocation_invalidations: IntCounterVec,
+    /// `mesh_authz_config_reloads_total{outcome="ok"|"refused"}`.
+    pub config_reloads: IntCounterVec,
+    /// `mesh_authz_checks_in_flight`: checks being answered now (admitted, not yet answered).
+    pub checks_in_flight: IntGauge,
 }
 
 impl Metrics {
@@ -92,6 +97,17 @@ impl Metrics {
             &["kind"],
         )
         .expect("static metric definition");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "config_reloads_total",
+                "Config reloads, by outcome (ok, refused).",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let checks_in_flight =
+            IntGauge::new("checks_in_flight", "Checks admitted and not yet answered.")
+                .expect("static metric definition");
         for c in [
             Box::new(checks.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(check_duration.clone()),
@@ -101,6 +117,8 @@ impl Metrics {
             Box::new(revocation_lookups.clone()),
             Box::new(redis_errors.clone()),
             Box::new(revocation_invalidations.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(checks_in_flight.clone()),
         ] {
             // Names are static and distinct, so registration cannot collide.
             let _ = registry.register(c);
@@ -115,6 +133,8 @@ impl Metrics {
             revocation_lookups,
             redis_errors,
             revocation_invalidations,
+            config_reloads,
+            checks_in_flight,
         }
     }
 

@@ -44,9 +44,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    override_addrs(&mut config, args.grpc_addr, args.http_addr)?;
+    override_addrs(&mut config, args.grpc_addr.clone(), args.http_addr.clone())?;
     init_logging(&config);
-    server::run(&config).await?;
+    // SIGHUP re-reads the same file with the same environment and address overrides.
+    let reload = move || {
+        let mut config = config::load(&path)?;
+        override_addrs(&mut config, args.grpc_addr.clone(), args.http_addr.clone()).map_err(
+            |e| config::ConfigErrors(vec![config::ConfigError::new("server", format!("{e:#}"))]),
+        )?;
+        Ok(config)
+    };
+    server::run_with_reload(&config, &reload).await?;
     Ok(ExitCode::SUCCESS)
 }
 

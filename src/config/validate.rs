@@ -64,6 +64,24 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             "must be at least 1".to_string(),
         ));
     }
+    if config.server.drain_delay.as_secs() > 60 {
+        errors.push(ConfigError::new(
+            "server.drain_delay",
+            "must be at most 60s".to_string(),
+        ));
+    }
+    if config.limits.max_concurrent_checks > 1_000_000 {
+        errors.push(ConfigError::new(
+            "limits.max_concurrent_checks",
+            "must be at most 1000000 (0 turns the limit off)".to_string(),
+        ));
+    }
+    if config.limits.check_timeout.is_zero() || config.limits.check_timeout.as_secs() > 60 {
+        errors.push(ConfigError::new(
+            "limits.check_timeout",
+            "must be above zero and at most 60s".to_string(),
+        ));
+    }
     if tracing_subscriber::EnvFilter::try_new(&config.logging.level).is_err() {
         errors.push(ConfigError::new(
             "logging.level",

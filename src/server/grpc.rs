@@ -16,7 +16,8 @@ use envoy_types::pb::google::rpc;
 use serde_json::Value;
 use tonic::{Request as GrpcRequest, Response, Status};
 
-use crate::check::{self, Checker, Decision, DenyStatus, PeerInfo};
+use super::gate::{Gate, parse_grpc_timeout};
+use crate::check::{self, Decision, DenyStatus, PeerInfo};
 
 /// gRPC status codes (google.rpc.Code) used in `CheckResponse.status`.
 const CODE_OK: i32 = 0;
@@ -27,15 +28,18 @@ const CODE_UNAUTHENTICATED: i32 = 16;
 /// Namespace of our dynamic metadata, for Envoy's access logs and later filters.
 pub const METADATA_KEY: &str = "mesh_authz";
 
+/// The gRPC deadline header a client (Envoy) sends with each call.
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
 /// The ext_authz gRPC service.
 pub struct AuthzService {
-    checker: Arc<Checker>,
+    gate: Arc<Gate>,
 }
 
 impl AuthzService {
-    /// Wraps a checker.
-    pub fn new(checker: Arc<Checker>) -> Self {
-        Self { checker }
+    /// Serves checks through `gate` (the current checker, concurrency limit and deadline).
+    pub fn new(gate: Arc<Gate>) -> Self {
+        Self { gate }
     }
 }
 
@@ -45,8 +49,14 @@ impl Authorization for AuthzService {
         &self,
         request: GrpcRequest<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        // Envoy's ext_authz `timeout` arrives as `grpc-timeout`; the answer must beat it.
+        let deadline = request
+            .metadata()
+            .get(GRPC_TIMEOUT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
         let req = to_check_request(request.into_inner());
-        let decision = self.checker.check(&req, unix_now()).await;
+        let decision = self.gate.check(&req, deadline).await;
         Ok(Response::new(to_check_response(&decision)))
     }
 }

@@ -10,13 +10,13 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::check::Checker;
+use super::gate::Gate;
 use crate::telemetry::Metrics;
 
 /// What the HTTP handlers share.
 pub struct HttpState {
-    /// The checker (for readiness of its verifier).
-    pub checker: Arc<Checker>,
+    /// The checks' front door (its current checker's verifier decides readiness).
+    pub gate: Arc<Gate>,
     /// Metrics registry.
     pub metrics: Metrics,
     /// The revocation store (its health is part of readiness).
@@ -29,7 +29,7 @@ impl HttpState {
     /// Whether the server should receive traffic.
     pub fn ready(&self) -> bool {
         !self.draining.load(Ordering::Relaxed)
-            && self.checker.verifier().ready()
+            && self.gate.checker().verifier().ready()
             && self.revocation.ready()
     }
 }

@@ -28,7 +28,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
-use super::grpc::unix_now;
 use super::http::HttpState;
 use crate::check::{self, Decision, DenyStatus, PeerInfo};
 
@@ -54,7 +53,8 @@ async fn check_handler(
     headers: HeaderMap,
 ) -> Response {
     let req = to_check_request(&method, &uri, &headers);
-    let decision = state.checker.check(&req, unix_now()).await;
+    // Envoy's HTTP client sends no deadline: `limits.check_timeout` bounds the check.
+    let decision = state.gate.check(&req, None).await;
     to_response(&decision)
 }
 

@@ -1,9 +1,12 @@
 //! Transport adapters: Envoy ext_authz over gRPC, and the HTTP listener; [`run`] wires them up.
 
 pub mod admin;
+pub mod gate;
 pub mod grpc;
 pub mod http;
 pub mod http_authz;
 mod run;
 
-pub use run::{Running, ServeError, run, start, wait_for_shutdown_signal};
+pub use run::{
+    ConfigSource, Running, ServeError, run, run_with_reload, start, wait_for_shutdown_signal,
+};

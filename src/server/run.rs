@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -14,19 +15,29 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use super::gate::Gate;
 use super::grpc::AuthzService;
 use super::http::{HttpState, router};
 use crate::check::Checker;
-use crate::config::{Config, ConfigErrors, StoreKind, TlsConfig};
+use crate::config::{Config, ConfigError, ConfigErrors, StoreKind, TlsConfig};
 use crate::revocation::RevocationStore;
 use crate::revocation::memory::MemoryStore;
 use crate::revocation::redis::RedisStore;
 use crate::telemetry::Metrics;
-use crate::token::jwks::JwksError;
+use crate::token::jwks::{JwksCache, JwksError};
 use crate::token::verify::Verifier;
 
 /// The gRPC service name Envoy's health checks and Kubernetes gRPC probes may ask for.
 const AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
+
+/// tonic's own per-call timeout. It must exceed every valid `limits.check_timeout` (at most 60 s):
+/// when it fires, tonic answers with a gRPC error, which `failure_mode_allow` turns into an allow,
+/// so the gate's deadline (an explicit deny) must always fire first. tonic also honours a client's
+/// shorter `grpc-timeout`, which the gate undercuts by a margin.
+const TRANSPORT_TIMEOUT: Duration = Duration::from_secs(65);
+
+/// How often readiness (every provider holds keys) is re-evaluated for gRPC health.
+const READINESS_POLL: Duration = Duration::from_millis(250);
 
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,19 +77,49 @@ pub struct Running {
     /// Where the revocation admin API listens, when `server.admin` is set.
     pub admin_addr: Option<SocketAddr>,
     cancel: CancellationToken,
-    health: HealthReporter,
+    health: Arc<Mutex<Health>>,
     state: Arc<HttpState>,
+    gate: Arc<Gate>,
+    reload: Mutex<ReloadState>,
     grpc_task: JoinHandle<()>,
     http_task: JoinHandle<()>,
     grace: Duration,
+    drain_delay: Duration,
+}
+
+/// gRPC health, guarded so that the readiness poller can never flip it back to SERVING once
+/// shutdown has begun.
+struct Health {
+    reporter: HealthReporter,
+    /// What was last reported (`None`: nothing yet).
+    serving: Option<bool>,
+    draining: bool,
+}
+
+/// What a reload needs: the config in force and the running JWKS refresh loops.
+struct ReloadState {
+    config: Config,
+    /// One refresh loop per JWKS cache in use; a cache dropped by a reload has its loop stopped.
+    refreshers: Vec<(Arc<JwksCache>, CancellationToken)>,
 }
 
 impl Running {
-    /// Drains and stops: readiness and gRPC health go NOT_SERVING first, then the listeners stop
-    /// accepting and in-flight checks get up to `server.shutdown_grace` to finish.
+    /// Drains and stops: readiness and gRPC health go NOT_SERVING first while the listeners keep
+    /// answering for `server.drain_delay`, then the listeners stop accepting and in-flight checks
+    /// get up to `server.shutdown_grace` to finish.
     pub async fn shutdown(self) {
-        self.state.draining.store(true, Ordering::Relaxed);
-        set_health(&self.health, ServingStatus::NotServing).await;
+        {
+            let mut health = self.health.lock().await;
+            health.draining = true;
+            self.state.draining.store(true, Ordering::Relaxed);
+            set_health(&health.reporter, ServingStatus::NotServing).await;
+            health.serving = Some(false);
+        }
+        // Keep answering while health checkers notice NOT_SERVING and move traffic away.
+        if !self.drain_delay.is_zero() {
+            tracing::info!(drain_delay = ?self.drain_delay, "draining: health NOT_SERVING");
+            tokio::time::sleep(self.drain_delay).await;
+        }
         self.cancel.cancel();
         let drained = tokio::time::timeout(self.grace, async {
             let _ = self.grpc_task.await;
@@ -89,6 +130,148 @@ impl Running {
             tracing::warn!("shutdown grace period ended with checks still in flight");
         }
     }
+
+    /// Replaces the rules, providers, identity settings and limits with `config`'s, atomically:
+    /// checks that start after the swap use the new config, checks in flight finish with the old.
+    ///
+    /// A config that does not validate (or whose JWKS sources cannot be set up) is refused with
+    /// every error, each logged with its path, and the old config keeps serving. A provider whose
+    /// name, issuer and `jwks` settings are unchanged keeps its key cache (no key is lost); a
+    /// `file:` JWKS is re-read at once; a new provider's keys are loaded before the swap.
+    /// Listener addresses, TLS, the admin API, the revocation store and logging are fixed at
+    /// start: a change to them is logged and takes effect only after a restart.
+    pub async fn reload(&self, config: Config) -> Result<(), ConfigErrors> {
+        let mut state = self.reload.lock().await;
+        let result = self.apply(&mut state, &config).await;
+        match &result {
+            Ok(()) => {
+                self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                warn_restart_only(&state.config, &config);
+                state.config = config;
+                tracing::info!("config reloaded");
+            }
+            Err(errors) => refused(&self.metrics, errors),
+        }
+        result
+    }
+
+    async fn apply(&self, state: &mut ReloadState, config: &Config) -> Result<(), ConfigErrors> {
+        let errors = crate::config::validate(config);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let old = self.gate.checker();
+        let old_verifier = old.verifier();
+        // Build (or reuse) every provider's key cache first, so each error has its path.
+        let mut caches: Vec<Arc<JwksCache>> = Vec::with_capacity(config.providers.len());
+        let mut errors = Vec::new();
+        for (i, p) in config.providers.iter().enumerate() {
+            let reused = old_verifier
+                .providers()
+                .find(|(c, _)| c.name == p.name && c.issuer == p.issuer && c.jwks == p.jwks)
+                .map(|(_, cache)| Arc::clone(cache));
+            match reused {
+                Some(cache) => caches.push(cache),
+                None => match JwksCache::new(p, self.metrics.clone()) {
+                    Ok(cache) => caches.push(Arc::new(cache)),
+                    Err(e) => errors.push(ConfigError::new(
+                        format!("providers[{i}].jwks"),
+                        e.to_string(),
+                    )),
+                },
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let verifier = Verifier::with_jwks_caches(
+            &config.providers,
+            &config.limits,
+            self.metrics.clone(),
+            |p| {
+                caches
+                    .iter()
+                    .find(|c| c.provider() == p.name)
+                    .map(Arc::clone)
+            },
+        )
+        .map_err(|e| ConfigErrors(vec![ConfigError::new("providers", e.to_string())]))?;
+        let verifier = Arc::new(verifier);
+        let checker = Arc::new(Checker::new(
+            config,
+            verifier.clone(),
+            self.revocation.clone(),
+            self.metrics.clone(),
+        )?);
+        // New caches load their first key set, and file sources are re-read, before the swap.
+        let loads = verifier.providers().filter_map(|(p, cache)| {
+            let known = state.refreshers.iter().any(|(c, _)| Arc::ptr_eq(c, cache));
+            (!known || p.jwks.file.is_some()).then(|| cache.refresh_now())
+        });
+        // Failures are logged by the cache; a provider without keys fails closed (not ready).
+        let _ = futures_util::future::join_all(loads).await;
+
+        self.gate.replace(checker, &config.limits);
+        state.refreshers = track_refreshers(&verifier, &state.refreshers, &self.cancel);
+        Ok(())
+    }
+}
+
+/// Logs and counts a refused reload.
+fn refused(metrics: &Metrics, errors: &ConfigErrors) {
+    metrics.config_reloads.with_label_values(&["refused"]).inc();
+    for e in &errors.0 {
+        tracing::error!(path = %e.path, error = %e.message, "config reload refused");
+    }
+    tracing::error!(
+        errors = errors.0.len(),
+        "config reload refused; the previous config keeps serving"
+    );
+}
+
+/// Warns about changes a reload cannot apply.
+fn warn_restart_only(old: &Config, new: &Config) {
+    for (section, changed) in [
+        (
+            "server (listener addresses, TLS, admin API, shutdown_grace)",
+            old.server != new.server,
+        ),
+        ("revocation", old.revocation != new.revocation),
+        ("logging", old.logging != new.logging),
+    ] {
+        if changed {
+            tracing::warn!(
+                section,
+                "config section changed; it cannot change on reload and takes effect only after a restart"
+            );
+        }
+    }
+}
+
+/// Keeps one refresh loop per JWKS cache `verifier` uses: loops of caches still in use go on,
+/// new caches get one, and loops of caches no longer used are stopped.
+fn track_refreshers(
+    verifier: &Verifier,
+    current: &[(Arc<JwksCache>, CancellationToken)],
+    cancel: &CancellationToken,
+) -> Vec<(Arc<JwksCache>, CancellationToken)> {
+    let mut next = Vec::new();
+    for (_, cache) in verifier.providers() {
+        match current.iter().find(|(c, _)| Arc::ptr_eq(c, cache)) {
+            Some((c, token)) => next.push((Arc::clone(c), token.clone())),
+            None => {
+                let token = cancel.child_token();
+                cache.spawn_refresh(token.clone());
+                next.push((Arc::clone(cache), token));
+            }
+        }
+    }
+    for (cache, token) in current {
+        if !next.iter().any(|(c, _)| Arc::ptr_eq(c, cache)) {
+            token.cancel();
+        }
+    }
+    next
 }
 
 /// Binds the listeners, loads keys (first attempt) and serves in the background.
@@ -118,6 +301,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         revocation.clone(),
         metrics.clone(),
     )?);
+    let gate = Arc::new(Gate::new(checker, &config.limits, metrics.clone()));
     let cancel = CancellationToken::new();
 
     let grpc_listener = bind(config.server.grpc_addr).await?;
@@ -125,11 +309,16 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let grpc_addr = local_addr(&grpc_listener, config.server.grpc_addr)?;
     let http_addr = local_addr(&http_listener, config.server.http_addr)?;
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    set_health(&health, ServingStatus::NotServing).await;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::NotServing).await;
+    let health = Arc::new(Mutex::new(Health {
+        reporter,
+        serving: Some(false),
+        draining: false,
+    }));
 
     let mut builder = Server::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(TRANSPORT_TIMEOUT)
         .tcp_nodelay(true);
     if let Some(tls) = &config.server.tls {
         builder = builder
@@ -138,7 +327,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     }
     let router = builder
         .add_service(health_service)
-        .add_service(AuthorizationServer::new(AuthzService::new(checker.clone())));
+        .add_service(AuthorizationServer::new(AuthzService::new(gate.clone())));
     let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc_cancel = cancel.clone();
     let grpc_task = tokio::spawn(async move {
@@ -151,7 +340,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     });
 
     let state = Arc::new(HttpState {
-        checker: checker.clone(),
+        gate: gate.clone(),
         metrics: metrics.clone(),
         revocation: revocation.clone(),
         draining: Default::default(),
@@ -182,8 +371,17 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         None => None,
     };
 
-    verifier.start(cancel.clone()).await;
-    tokio::spawn(report_readiness(verifier, health.clone(), cancel.clone()));
+    // First load of every provider (errors are logged by the cache; an unloaded provider fails
+    // closed, not ready), then one refresh loop per cache.
+    for (_, cache) in verifier.providers() {
+        let _ = cache.refresh_now().await;
+    }
+    let refreshers = track_refreshers(&verifier, &[], &cancel);
+    tokio::spawn(report_readiness(
+        gate.clone(),
+        health.clone(),
+        cancel.clone(),
+    ));
     tracing::info!(%grpc_addr, %http_addr, "mesh-authz serving");
     Ok(Running {
         grpc_addr,
@@ -194,39 +392,125 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         cancel,
         health,
         state,
+        gate,
+        reload: Mutex::new(ReloadState {
+            config: config.clone(),
+            refreshers,
+        }),
         grpc_task,
         http_task,
         grace: config.server.shutdown_grace,
+        drain_delay: config.server.drain_delay,
     })
 }
 
-/// Serves until SIGTERM or Ctrl-C, then drains.
+/// Where `run` gets a new config on SIGHUP: typically re-reading the config file with the
+/// environment overrides. Its errors are logged and the old config keeps serving.
+pub type ConfigSource = dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync;
+
+/// Serves until SIGTERM or Ctrl-C, then drains. SIGHUP is logged and ignored (there is no file
+/// to re-read); use [`run_with_reload`] to reload on SIGHUP.
 pub async fn run(config: &Config) -> Result<(), ServeError> {
+    serve_until_signal(config, None).await
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains; on SIGHUP asks `source` for a new config and
+/// [reloads](Running::reload) it (a bad one is refused and the old config keeps serving).
+pub async fn run_with_reload(config: &Config, source: &ConfigSource) -> Result<(), ServeError> {
+    serve_until_signal(config, Some(source)).await
+}
+
+async fn serve_until_signal(
+    config: &Config,
+    source: Option<&ConfigSource>,
+) -> Result<(), ServeError> {
     let running = start(config).await?;
-    wait_for_shutdown_signal().await;
+    // Created once, so a SIGTERM that arrives during a reload is not lost.
+    let shutdown = wait_for_shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut hangup = Hangup::new();
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = hangup.recv() => {
+                tracing::info!("SIGHUP received; reloading the config");
+                match source {
+                    None => tracing::warn!("no config file to reload (started without --config)"),
+                    Some(source) => match source() {
+                        Ok(new) => {
+                            let _ = running.reload(new).await;
+                        }
+                        Err(errors) => refused(&running.metrics, &errors),
+                    },
+                }
+            }
+        }
+    }
     tracing::info!("shutdown signal received; draining");
     running.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP as a stream (never fires where there are no Unix signals).
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            let signal =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            if signal.is_none() {
+                tracing::warn!("cannot listen for SIGHUP; config reload by signal is off");
+            }
+            Self { signal }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.signal {
+            if s.recv().await.is_some() {
+                return;
+            }
+            self.signal = None;
+        }
+        std::future::pending::<()>().await
+    }
 }
 
 fn router_for(state: Arc<HttpState>) -> axum::Router {
     router(state)
 }
 
-/// Flips gRPC health to SERVING once every provider holds keys.
-async fn report_readiness(
-    verifier: Arc<Verifier>,
-    health: HealthReporter,
-    cancel: CancellationToken,
-) {
+/// Keeps gRPC health in step with readiness (every provider of the current config holds keys)
+/// until shutdown begins.
+async fn report_readiness(gate: Arc<Gate>, health: Arc<Mutex<Health>>, cancel: CancellationToken) {
     loop {
-        if verifier.ready() {
-            set_health(&health, ServingStatus::Serving).await;
-            return;
+        {
+            let mut h = health.lock().await;
+            if h.draining {
+                return;
+            }
+            let ready = gate.checker().verifier().ready();
+            if h.serving != Some(ready) {
+                let status = if ready {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                set_health(&h.reporter, status).await;
+                h.serving = Some(ready);
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep(READINESS_POLL) => {}
         }
     }
 }

@@ -189,10 +189,25 @@ impl Verifier {
         limits: &LimitsConfig,
         metrics: Metrics,
     ) -> Result<Self, crate::token::jwks::JwksError> {
+        Self::with_jwks_caches(providers, limits, metrics, |_| None)
+    }
+
+    /// Like [`Verifier::new`], but a provider for which `reuse` returns a cache keeps that cache
+    /// (and so its keys): a config reload builds a new verifier without losing good key sets.
+    /// The verified-token cache is always new, since validation rules may have changed.
+    pub fn with_jwks_caches(
+        providers: &[ProviderConfig],
+        limits: &LimitsConfig,
+        metrics: Metrics,
+        reuse: impl Fn(&ProviderConfig) -> Option<Arc<JwksCache>>,
+    ) -> Result<Self, crate::token::jwks::JwksError> {
         let mut states = Vec::with_capacity(providers.len());
         let mut by_issuer = HashMap::new();
         for (index, p) in providers.iter().enumerate() {
-            let jwks = Arc::new(JwksCache::new(p, metrics.clone())?);
+            let jwks = match reuse(p) {
+                Some(cache) => cache,
+                None => Arc::new(JwksCache::new(p, metrics.clone())?),
+            };
             // Config validation refuses duplicate issuers; should one slip through, the first wins.
             by_issuer.entry(p.issuer.clone()).or_insert(index);
             states.push(Provider {
@@ -231,6 +246,11 @@ impl Verifier {
     /// True once every provider holds keys.
     pub fn ready(&self) -> bool {
         self.providers.iter().all(|p| p.jwks.is_ready())
+    }
+
+    /// Every provider's config and JWKS cache, in config order.
+    pub fn providers(&self) -> impl Iterator<Item = (&ProviderConfig, &Arc<JwksCache>)> {
+        self.providers.iter().map(|p| (&p.config, &p.jwks))
     }
 
     /// The provider config at `index` (a [`VerifiedToken::provider`]), if any.

@@ -184,28 +184,8 @@ impl Req {
 }
 
 pub async fn check(client: &mut AuthorizationClient<Channel>, req: Req) -> CheckResponse {
-    let request = CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer {
-                principal: req.principal,
-                certificate: req.certificate,
-                ..Default::default()
-            }),
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: req.method.into(),
-                    path: req.path,
-                    host: req.host,
-                    headers: req.headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    };
     client
-        .check(request)
+        .check(check_request(req))
         .await
         .expect("Check must answer with a CheckResponse")
         .into_inner()
@@ -357,6 +337,210 @@ impl Env {
     }
 }
 
+/// A JWKS endpoint whose faults a test switches at will: `down` drops every connection at accept
+/// (as if nothing listened), `delay_ms` stalls each answer, `status` answers with that HTTP status,
+/// and `body` is served as is (garbage, oversized…). Every answer closes its connection, so the
+/// next fetch always sees the current fault.
+pub struct FaultyJwks {
+    pub addr: SocketAddr,
+    pub body: Arc<RwLock<String>>,
+    /// Requests answered (a stalled one counts when it arrives).
+    pub hits: Arc<AtomicUsize>,
+    /// Connections dropped while `down`.
+    pub refused: Arc<AtomicUsize>,
+    pub down: Arc<std::sync::atomic::AtomicBool>,
+    pub delay_ms: Arc<AtomicUsize>,
+    pub status: Arc<std::sync::atomic::AtomicU16>,
+}
+
+#[derive(Clone)]
+struct FaultyState {
+    body: Arc<RwLock<String>>,
+    hits: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicUsize>,
+    status: Arc<std::sync::atomic::AtomicU16>,
+}
+
+async fn serve_faulty(
+    State(s): State<FaultyState>,
+) -> (
+    axum::http::StatusCode,
+    [(&'static str, &'static str); 2],
+    String,
+) {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let delay = s.delay_ms.load(Ordering::SeqCst) as u64;
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let status = axum::http::StatusCode::from_u16(s.status.load(Ordering::SeqCst))
+        .unwrap_or(axum::http::StatusCode::OK);
+    let body = s.body.read().map(|b| b.clone()).unwrap_or_default();
+    (
+        status,
+        [
+            ("content-type", "application/json"),
+            ("connection", "close"),
+        ],
+        body,
+    )
+}
+
+/// A listener that drops every connection while `down` is set.
+struct GatedListener {
+    inner: tokio::net::TcpListener,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    refused: Arc<AtomicUsize>,
+}
+
+impl axum::serve::Listener for GatedListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            if let Ok((stream, addr)) = self.inner.accept().await {
+                if self.down.load(Ordering::SeqCst) {
+                    self.refused.fetch_add(1, Ordering::SeqCst);
+                    drop(stream);
+                    continue;
+                }
+                return (stream, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+impl FaultyJwks {
+    pub async fn start(jwks: &str) -> FaultyJwks {
+        let body = Arc::new(RwLock::new(jwks.to_string()));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let delay_ms = Arc::new(AtomicUsize::new(0));
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let app = Router::new()
+            .route("/jwks.json", get(serve_faulty))
+            .with_state(FaultyState {
+                body: body.clone(),
+                hits: hits.clone(),
+                delay_ms: delay_ms.clone(),
+                status: status.clone(),
+            });
+        let inner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let listener = GatedListener {
+            inner,
+            down: down.clone(),
+            refused: refused.clone(),
+        };
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FaultyJwks {
+            addr,
+            body,
+            hits,
+            refused,
+            down,
+            delay_ms,
+            status,
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://{}/jwks.json", self.addr)
+    }
+
+    pub fn set(&self, jwks: &str) {
+        *self.body.write().unwrap() = jwks.to_string();
+    }
+
+    /// Fetch attempts seen: answered requests plus dropped connections.
+    pub fn attempts(&self) -> usize {
+        self.hits.load(Ordering::SeqCst) + self.refused.load(Ordering::SeqCst)
+    }
+}
+
+/// The `CheckRequest` Envoy would send for `req`.
+pub fn check_request(req: Req) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(Peer {
+                principal: req.principal,
+                certificate: req.certificate,
+                ..Default::default()
+            }),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: req.method.into(),
+                    path: req.path,
+                    host: req.host,
+                    headers: req.headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// One Check with a gRPC deadline (sent as `grpc-timeout`, as Envoy does); the raw result, so a
+/// test can tell a CheckResponse from a gRPC error.
+pub async fn check_with_deadline(
+    client: &mut AuthorizationClient<Channel>,
+    req: Req,
+    deadline: Duration,
+) -> Result<CheckResponse, tonic::Status> {
+    let mut request = tonic::Request::new(check_request(req));
+    request.set_timeout(deadline);
+    client.check(request).await.map(tonic::Response::into_inner)
+}
+
+/// gRPC health of the whole server (service ""), as Envoy's or Kubernetes' probe asks it.
+pub async fn health(
+    client: &mut tonic_health::pb::health_client::HealthClient<Channel>,
+) -> Result<tonic_health::pb::health_check_response::ServingStatus, tonic::Status> {
+    let status = client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner()
+        .status;
+    Ok(tonic_health::pb::health_check_response::ServingStatus::try_from(status).unwrap())
+}
+
+pub async fn health_client(
+    addr: SocketAddr,
+) -> tonic_health::pb::health_client::HealthClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    tonic_health::pb::health_client::HealthClient::new(channel)
+}
+
+/// The value of one exact metric line (`name{labels}`) in a server's registry; 0 when absent.
+pub fn metric(server: &Running, series: &str) -> f64 {
+    server
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
 /// Like [`check`], but also sends `raw` as Envoy's `header_map` (what `encode_raw_headers: true`
 /// produces): each entry's bytes go into `raw_value`, repeated names stay separate entries.
 pub async fn check_raw(
@@ -375,27 +559,15 @@ pub async fn check_raw(
             })
             .collect(),
     };
-    let request = CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer {
-                principal: req.principal,
-                certificate: req.certificate,
-                ..Default::default()
-            }),
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: req.method.into(),
-                    path: req.path,
-                    host: req.host,
-                    headers: req.headers,
-                    header_map: Some(header_map),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    };
+    let mut request = check_request(req);
+    if let Some(http) = request
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        http.header_map = Some(header_map);
+    }
     client
         .check(request)
         .await

@@ -1,0 +1,218 @@
+//! The front door both ext_authz adapters share: the current [`Checker`] (swapped atomically on a
+//! config reload), a concurrency limit and a per-check deadline.
+//!
+//! Overload and slowness are answered, never piled up or turned into transport errors: a check
+//! over `limits.max_concurrent_checks` is denied at once (503, reason `overloaded`), and a check
+//! that cannot finish within its budget — `limits.check_timeout`, or less when Envoy's gRPC
+//! deadline is shorter — is denied (503, reason `deadline_exceeded`). Both are ordinary
+//! decisions, so the gRPC adapter still answers with a `CheckResponse`: a gRPC error status is
+//! what Envoy's `failure_mode_allow` would turn into an allow.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::grpc::unix_now;
+use crate::check::{self, Checker, Decision, Denied, DenyStatus};
+use crate::config::LimitsConfig;
+use crate::telemetry::Metrics;
+
+/// Reason of a check refused because `limits.max_concurrent_checks` were in flight.
+pub const REASON_OVERLOADED: &str = "overloaded";
+
+/// Reason of a check that did not finish within its deadline.
+pub const REASON_DEADLINE: &str = "deadline_exceeded";
+
+/// The least and most time kept back from the caller's deadline, so that our answer (rather
+/// than the caller's own timeout, which it may treat as a failure) arrives first.
+const MIN_MARGIN: Duration = Duration::from_millis(5);
+const MAX_MARGIN: Duration = Duration::from_millis(100);
+
+/// The admission limits in force (replaced as a whole on reload).
+struct Limits {
+    /// `None`: no concurrency limit.
+    permits: Option<Arc<Semaphore>>,
+    max_concurrent: usize,
+    check_timeout: Duration,
+}
+
+impl Limits {
+    fn new(config: &LimitsConfig, previous: Option<&Limits>) -> Self {
+        let permits = match previous {
+            // Same limit: keep the semaphore so permits held by in-flight checks still count.
+            Some(p) if p.max_concurrent == config.max_concurrent_checks => p.permits.clone(),
+            _ if config.max_concurrent_checks == 0 => None,
+            _ => Some(Arc::new(Semaphore::new(config.max_concurrent_checks))),
+        };
+        Self {
+            permits,
+            max_concurrent: config.max_concurrent_checks,
+            check_timeout: config.check_timeout,
+        }
+    }
+}
+
+/// Decides checks through the current checker, within the admission limits.
+pub struct Gate {
+    checker: ArcSwap<Checker>,
+    limits: ArcSwap<Limits>,
+    metrics: Metrics,
+}
+
+/// Keeps `mesh_authz_checks_in_flight` right even when a check's future is dropped.
+struct InFlight<'a> {
+    metrics: &'a Metrics,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.metrics.checks_in_flight.dec();
+    }
+}
+
+impl Gate {
+    /// A gate in front of `checker` with `limits`.
+    pub fn new(checker: Arc<Checker>, limits: &LimitsConfig, metrics: Metrics) -> Self {
+        Self {
+            checker: ArcSwap::new(checker),
+            limits: ArcSwap::from_pointee(Limits::new(limits, None)),
+            metrics,
+        }
+    }
+
+    /// The checker in force now.
+    pub fn checker(&self) -> Arc<Checker> {
+        self.checker.load_full()
+    }
+
+    /// Replaces the checker and limits atomically for every check that starts from now on;
+    /// checks already running finish with the checker they started with.
+    pub fn replace(&self, checker: Arc<Checker>, limits: &LimitsConfig) {
+        let previous = self.limits.load_full();
+        self.limits
+            .store(Arc::new(Limits::new(limits, Some(&previous))));
+        self.checker.store(checker);
+    }
+
+    /// Decides `req`. `deadline` is the time the caller will wait (gRPC `grpc-timeout`), if it
+    /// said; the check gets the smaller of it (minus a margin) and `limits.check_timeout`.
+    pub async fn check(&self, req: &check::Request, deadline: Option<Duration>) -> Decision {
+        let limits = self.limits.load_full();
+        let permit = match &limits.permits {
+            None => None,
+            // No queue: under overload an immediate answer beats a pile-up of waiting checks.
+            Some(sem) => match Arc::clone(sem).try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => return self.refuse(req, REASON_OVERLOADED),
+            },
+        };
+        self.metrics.checks_in_flight.inc();
+        let _in_flight = InFlight {
+            metrics: &self.metrics,
+            _permit: permit,
+        };
+        let budget = budget(limits.check_timeout, deadline);
+        let checker = self.checker.load_full();
+        match tokio::time::timeout(budget, checker.check(req, unix_now())).await {
+            Ok(decision) => decision,
+            Err(_) => self.refuse(req, REASON_DEADLINE),
+        }
+    }
+
+    /// A 503 denial the checker never saw, counted and logged like its own.
+    fn refuse(&self, req: &check::Request, reason: &'static str) -> Decision {
+        self.metrics
+            .checks
+            .with_label_values(&["deny", reason])
+            .inc();
+        tracing::warn!(
+            decision = "deny",
+            status = DenyStatus::Unavailable.code(),
+            reason,
+            request_id = req.request_id.as_deref().unwrap_or(""),
+            method = %req.method,
+            host = %req.host,
+            path = %req.path,
+            "check denied"
+        );
+        Decision::Deny(Denied::new(DenyStatus::Unavailable, reason, None))
+    }
+}
+
+/// The time one check may take: `check_timeout`, or the caller's deadline minus a margin (10 %,
+/// between 5 ms and 100 ms) when that is shorter.
+pub fn budget(check_timeout: Duration, deadline: Option<Duration>) -> Duration {
+    match deadline {
+        None => check_timeout,
+        Some(d) => {
+            let margin = (d / 10).clamp(MIN_MARGIN, MAX_MARGIN);
+            d.saturating_sub(margin).min(check_timeout)
+        }
+    }
+}
+
+/// Parses a gRPC `grpc-timeout` header value: at most 8 ASCII digits and a unit (`H`, `M`, `S`,
+/// `m`, `u`, `n`). `None` when absent or malformed (the configured timeout then applies).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let unit = value.chars().last()?;
+    let digits = value.get(..value.len().checked_sub(unit.len_utf8())?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        'H' => Duration::from_secs(n.checked_mul(3600)?),
+        'M' => Duration::from_secs(n.checked_mul(60)?),
+        'S' => Duration::from_secs(n),
+        'm' => Duration::from_millis(n),
+        'u' => Duration::from_micros(n),
+        'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_values() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_grpc_timeout("200m"), Some(ms(200)));
+        assert_eq!(parse_grpc_timeout("1S"), Some(ms(1000)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(ms(120_000)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(ms(3_600_000)));
+        assert_eq!(parse_grpc_timeout("5000u"), Some(ms(5)));
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in [
+            "",
+            "m",
+            "200",
+            "123456789m",
+            "-1m",
+            "1.5S",
+            "20x",
+            "2 m",
+            "1é",
+        ] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn budget_is_the_smaller_of_timeout_and_deadline_minus_margin() {
+        let ms = Duration::from_millis;
+        assert_eq!(budget(ms(1000), None), ms(1000));
+        assert_eq!(budget(ms(1000), Some(ms(200))), ms(180));
+        assert_eq!(budget(ms(1000), Some(ms(20))), ms(15));
+        assert_eq!(budget(ms(1000), Some(ms(3))), ms(0));
+        assert_eq!(budget(ms(1000), Some(ms(5000))), ms(1000));
+        assert_eq!(budget(ms(10_000), Some(ms(5000))), ms(4900));
+    }
+}

@@ -1,0 +1,370 @@
+//! Config reload: through `Running::reload`, and through the real binary on SIGHUP.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mesh_authz::config::Config;
+use mesh_authz::token::Algorithm;
+
+fn provider(jwks: &str) -> String {
+    format!(
+        r#"
+providers:
+  - name: corp
+    issuer: {ISSUER}
+    audiences: [{AUDIENCE}]
+    jwks: {jwks}
+"#
+    )
+}
+
+/// `/api` needs a token; `/public` is open only when `open_public`.
+fn yaml(jwks: &str, open_public: bool) -> String {
+    let public = if open_public {
+        "  - name: public\n    match: { path_prefix: /public }\n    allow_anonymous: true\n"
+    } else {
+        ""
+    };
+    format!(
+        "{}rules:\n{public}  - name: api\n    match: {{ path_prefix: /api }}\n    require: {{ token: true }}\n",
+        provider(jwks)
+    )
+}
+
+fn parse(yaml: &str) -> Config {
+    let mut config = mesh_authz::config::from_str_with_env(yaml, Vec::new())
+        .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+    // The same listener settings as `common::start`, so nothing restart-only changes.
+    config.server.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    config.server.http_addr = "127.0.0.1:0".parse().unwrap();
+    config
+}
+
+fn uri_jwks(uri: &str) -> String {
+    format!("{{ uri: \"{uri}\", refresh_interval: 5m, min_refetch_interval: 5m }}")
+}
+
+#[tokio::test]
+async fn a_rule_change_takes_effect_and_uri_keys_are_kept_without_a_refetch() {
+    let mut e = Env::start(|uri| yaml(&uri_jwks(uri), false)).await;
+    let token = mint(&e.key, "alice", |_| {});
+    let r = check(&mut e.client, Req::get("/public/x")).await;
+    assert_eq!(reason(&r), "no_matching_rule");
+
+    let fetches = e.jwks.hits.load(Ordering::SeqCst);
+    // The JWKS endpoint now stalls: a reload that refetched would hang and a lost key set
+    // would deny the token below.
+    e.jwks.delay_ms.store(10_000, Ordering::SeqCst);
+    let started = Instant::now();
+    e.server
+        .reload(parse(&yaml(&uri_jwks(&e.jwks.uri()), true)))
+        .await
+        .expect("a valid config is applied");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let r = check(&mut e.client, Req::get("/public/x")).await;
+    assert_eq!(verdict(&r).0, 200, "the new rule applies: {}", reason(&r));
+    let fresh = mint(&e.key, "bob", |_| {});
+    for t in [&token, &fresh] {
+        let r = check(&mut e.client, Req::get("/api/x").bearer(t)).await;
+        assert_eq!(verdict(&r).0, 200, "keys kept: {}", reason(&r));
+    }
+    assert_eq!(e.jwks.hits.load(Ordering::SeqCst), fetches);
+    assert_eq!(
+        metric(
+            &e.server,
+            r#"mesh_authz_config_reloads_total{outcome="ok"}"#
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_bad_config_is_refused_with_every_error_and_the_old_one_keeps_serving() {
+    let mut e = Env::start(|uri| yaml(&uri_jwks(uri), false)).await;
+    let token = mint(&e.key, "alice", |_| {});
+
+    let mut bad = parse(&yaml(&uri_jwks(&e.jwks.uri()), true));
+    bad.providers[0].algorithms.clear();
+    bad.limits.check_timeout = Duration::ZERO;
+    bad.rules[0].name = bad.rules[1].name.clone();
+    let errors = e.server.reload(bad).await.expect_err("refused");
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    for want in ["providers[0].algorithms", "limits.check_timeout"] {
+        assert!(paths.contains(&want), "{want} missing from {paths:?}");
+    }
+    assert!(
+        paths.iter().any(|p| p.starts_with("rules[")),
+        "duplicate rule name not reported: {paths:?}"
+    );
+
+    // The old config still answers: /public is not open, /api still verifies tokens.
+    let r = check(&mut e.client, Req::get("/public/x")).await;
+    assert_eq!(reason(&r), "no_matching_rule");
+    let r = check(&mut e.client, Req::get("/api/x").bearer(&token)).await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+    let r = check(&mut e.client, Req::get("/api/x")).await;
+    assert_eq!(reason(&r), "token_missing");
+    assert_eq!(
+        metric(
+            &e.server,
+            r#"mesh_authz_config_reloads_total{outcome="refused"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &e.server,
+            r#"mesh_authz_config_reloads_total{outcome="ok"}"#
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_jwks_file_is_read_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_path = dir.path().join("jwks.json");
+    let k1 = key(Algorithm::RS256, "k1");
+    let k2 = key(Algorithm::RS256, "k2");
+    std::fs::write(&jwks_path, &k1.jwks_json).unwrap();
+    // Long intervals: only the reload can make the new file visible.
+    let jwks = format!(
+        "{{ file: \"{}\", refresh_interval: 1h, min_refetch_interval: 1h }}",
+        jwks_path.display()
+    );
+    let config = yaml(&jwks, false);
+    let server = start(&config).await;
+    let mut c = client(server.grpc_addr).await;
+    let t2 = mint(&k2, "alice", |_| {});
+    // k2 is unknown, and this spends the one unknown-kid refetch of the hour.
+    let r = check(&mut c, Req::get("/api/x").bearer(&t2)).await;
+    assert_eq!(reason(&r), "token_unknown_kid");
+
+    std::fs::write(&jwks_path, merge_jwks(&[&k1.jwks_json, &k2.jwks_json])).unwrap();
+    let r = check(&mut c, Req::get("/api/x").bearer(&mint(&k2, "bob", |_| {}))).await;
+    assert_eq!(
+        reason(&r),
+        "token_unknown_kid",
+        "rate-limited before reload"
+    );
+
+    server.reload(parse(&config)).await.unwrap();
+    let r = check(
+        &mut c,
+        Req::get("/api/x").bearer(&mint(&k2, "carol", |_| {})),
+    )
+    .await;
+    assert_eq!(verdict(&r).0, 200, "new kid after reload: {}", reason(&r));
+    let r = check(
+        &mut c,
+        Req::get("/api/x").bearer(&mint(&k1, "dave", |_| {})),
+    )
+    .await;
+    assert_eq!(verdict(&r).0, 200, "old kid still: {}", reason(&r));
+
+    // A garbage file on reload: the config is fine, the bad key set is refused, keys are kept.
+    std::fs::write(&jwks_path, "garbage").unwrap();
+    server.reload(parse(&config)).await.unwrap();
+    let r = check(
+        &mut c,
+        Req::get("/api/x").bearer(&mint(&k2, "erin", |_| {})),
+    )
+    .await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+}
+
+#[tokio::test]
+async fn a_new_provider_is_loaded_before_the_swap_and_a_removed_one_is_gone() {
+    let mut e = Env::start(|uri| yaml(&uri_jwks(uri), false)).await;
+    let other_key = key(Algorithm::RS256, "o1");
+    let other_jwks = JwksServer::start(&other_key.jwks_json).await;
+    let other = mint(&other_key, "zed", |o| o.iss = "https://other.test".into());
+    let r = check(&mut e.client, Req::get("/api/x").bearer(&other)).await;
+    assert_eq!(reason(&r), "token_unknown_issuer");
+
+    // Replace `corp` by `other`.
+    let yaml = format!(
+        "providers:\n  - name: other\n    issuer: https://other.test\n    audiences: [{AUDIENCE}]\n    jwks: {}\nrules:\n  - name: api\n    match: {{ path_prefix: /api }}\n",
+        uri_jwks(&other_jwks.uri())
+    );
+    e.server.reload(parse(&yaml)).await.unwrap();
+    let r = check(&mut e.client, Req::get("/api/x").bearer(&other)).await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+    let corp = mint(&e.key, "alice", |_| {});
+    let r = check(&mut e.client, Req::get("/api/x").bearer(&corp)).await;
+    assert_eq!(reason(&r), "token_unknown_issuer");
+    let ready = reqwest::get(format!("http://{}/readyz", e.server.http_addr))
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+}
+
+/// The binary, with its output lines collected by threads; killed on drop.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-authz"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mesh-authz");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Proc {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the `n`th line containing `needle`.
+    fn wait_for(&mut self, needle: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.seen.iter().filter(|l| l.contains(needle)).count() >= n {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!(
+                    "no line {n} with {needle:?} within {timeout:?}; output:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(path: &Path, grpc: u16, http: u16, jwks: &Path, open_public: bool) {
+    let body = format!(
+        "server: {{ grpc_addr: 127.0.0.1:{grpc}, http_addr: 127.0.0.1:{http}, drain_delay: 0s }}\n{}",
+        yaml(
+            &format!(
+                "{{ file: \"{}\", refresh_interval: 1h, min_refetch_interval: 1h }}",
+                jwks.display()
+            ),
+            open_public
+        )
+    );
+    std::fs::write(path, body).unwrap();
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config_file_and_refuses_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let k1 = key(Algorithm::RS256, "k1");
+    let k2 = key(Algorithm::RS256, "k2");
+    std::fs::write(&jwks, &k1.jwks_json).unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let (grpc, http) = (free_port(), free_port());
+    write_config(&cfg, grpc, http, &jwks, false);
+
+    let mut p = Proc::spawn(&["serve", "--config", cfg.to_str().unwrap()]);
+    p.wait_for("mesh-authz serving", 1, Duration::from_secs(20));
+    let mut c = client(format!("127.0.0.1:{grpc}").parse().unwrap()).await;
+    let r = check(&mut c, Req::get("/public/x")).await;
+    assert_eq!(reason(&r), "no_matching_rule");
+
+    // A rule change and a rotated JWKS file, applied on SIGHUP.
+    write_config(&cfg, grpc, http, &jwks, true);
+    std::fs::write(&jwks, merge_jwks(&[&k1.jwks_json, &k2.jwks_json])).unwrap();
+    p.signal("-HUP");
+    p.wait_for("config reloaded", 1, Duration::from_secs(10));
+    let r = check(&mut c, Req::get("/public/x")).await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+    let r = check(
+        &mut c,
+        Req::get("/api/x").bearer(&mint(&k2, "alice", |_| {})),
+    )
+    .await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+
+    // A broken file: refused with its path, and the process keeps serving the last good one.
+    std::fs::write(&cfg, "rules:\n  - name: x\n    bogus_key: 1\n").unwrap();
+    p.signal("-HUP");
+    p.wait_for("config reload refused", 1, Duration::from_secs(10));
+    let r = check(&mut c, Req::get("/public/x")).await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "SIGHUP must not end the process"
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"mesh_authz_config_reloads_total{outcome="ok"} 1"#)
+            && metrics.contains(r#"mesh_authz_config_reloads_total{outcome="refused"} 1"#),
+        "{metrics}"
+    );
+
+    // SIGTERM still ends it cleanly after reloads. The wait below yields to the runtime, so our
+    // client's connection can answer the server's GOAWAY and the drain is not held up by it.
+    drop(c);
+    p.signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
