@@ -1,11 +1,13 @@
 //! The `mesh-authz` binary as an operator uses it: check-config, keygen, mint, serve, check,
 //! serve --dev, SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+mod common;
+
+use common::process::{Proc, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mesh-authz");
 
@@ -19,82 +21,6 @@ fn run(args: &[&str]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed on drop, with its stdout lines collected by a thread.
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Server {
-    fn spawn(args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn mesh-authz");
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Server {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a line containing `needle`; returns it.
-    fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-                return l.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!(
-                    "no line with {needle:?} within {timeout:?}; output:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn drain(&mut self) -> String {
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
-            self.seen.push(l);
-        }
-        self.seen.join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn write(dir: &Path, name: &str, body: &str) -> String {
@@ -203,7 +129,7 @@ fn keygen_mint_serve_check_and_sigterm() {
             jwks.display()
         ),
     );
-    let mut server = Server::spawn(&["serve", "--config", &cfg]);
+    let mut server = Proc::spawn(&["serve", "--config", &cfg]);
     server.wait_for("mesh-authz serving", Duration::from_secs(20));
 
     let mint = run(&[
@@ -321,7 +247,7 @@ fn serve_dev_answers_health_within_20s_and_its_token_passes() {
     let grpc = free_port();
     let http = free_port();
     let started = Instant::now();
-    let mut server = Server::spawn(&[
+    let mut server = Proc::spawn(&[
         "serve",
         "--dev",
         "--grpc-addr",

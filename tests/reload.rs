@@ -2,13 +2,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::process::{Proc, free_port};
 use common::*;
 use mesh_authz::config::Config;
 use mesh_authz::token::Algorithm;
@@ -207,86 +205,6 @@ async fn a_new_provider_is_loaded_before_the_swap_and_a_removed_one_is_gone() {
     assert_eq!(ready.status().as_u16(), 200);
 }
 
-/// The binary, with its output lines collected by threads; killed on drop.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-authz"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn mesh-authz");
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Proc {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for the `n`th line containing `needle`.
-    fn wait_for(&mut self, needle: &str, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.seen.iter().filter(|l| l.contains(needle)).count() >= n {
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!(
-                    "no line {n} with {needle:?} within {timeout:?}; output:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn write_config(path: &Path, grpc: u16, http: u16, jwks: &Path, open_public: bool) {
     let body = format!(
         "server: {{ grpc_addr: 127.0.0.1:{grpc}, http_addr: 127.0.0.1:{http}, drain_delay: 0s }}\n{}",
@@ -313,7 +231,7 @@ async fn sighup_reloads_the_config_file_and_refuses_a_bad_one() {
     write_config(&cfg, grpc, http, &jwks, false);
 
     let mut p = Proc::spawn(&["serve", "--config", cfg.to_str().unwrap()]);
-    p.wait_for("mesh-authz serving", 1, Duration::from_secs(20));
+    p.wait_for("mesh-authz serving", Duration::from_secs(20));
     let mut c = client(format!("127.0.0.1:{grpc}").parse().unwrap()).await;
     let r = check(&mut c, Req::get("/public/x")).await;
     assert_eq!(reason(&r), "no_matching_rule");
@@ -322,7 +240,7 @@ async fn sighup_reloads_the_config_file_and_refuses_a_bad_one() {
     write_config(&cfg, grpc, http, &jwks, true);
     std::fs::write(&jwks, merge_jwks(&[&k1.jwks_json, &k2.jwks_json])).unwrap();
     p.signal("-HUP");
-    p.wait_for("config reloaded", 1, Duration::from_secs(10));
+    p.wait_for("config reloaded", Duration::from_secs(10));
     let r = check(&mut c, Req::get("/public/x")).await;
     assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
     let r = check(
@@ -335,7 +253,7 @@ async fn sighup_reloads_the_config_file_and_refuses_a_bad_one() {
     // A broken file: refused with its path, and the process keeps serving the last good one.
     std::fs::write(&cfg, "rules:\n  - name: x\n    bogus_key: 1\n").unwrap();
     p.signal("-HUP");
-    p.wait_for("config reload refused", 1, Duration::from_secs(10));
+    p.wait_for("config reload refused", Duration::from_secs(10));
     let r = check(&mut c, Req::get("/public/x")).await;
     assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
     assert!(

@@ -2,6 +2,8 @@
 //! envoy-types gRPC client, and certificates made with rcgen.
 #![allow(dead_code)]
 
+pub mod process;
+
 pub mod redis;
 
 use std::collections::HashMap;
