@@ -4,6 +4,7 @@
 //! gRPC or HTTP; [`server`] adapts Envoy's ext_authz protocols to it.
 
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod dev;
 pub mod identity;

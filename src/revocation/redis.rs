@@ -537,12 +537,7 @@ fn parse_entry(raw: &str) -> Option<RevocationEntry> {
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use crate::clock::unix_now;
 
 /// TTL of a `jti` key: to the token's expiry plus the grace, never below the minimum.
 pub fn jti_ttl(expires_at: i64, now: i64) -> i64 {

@@ -61,13 +61,7 @@ impl Authorization for AuthzService {
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_now;
 
 /// Converts Envoy's attributes to the transport-free request. Missing parts stay empty, which
 /// no path rule matches (so the default action, deny unless configured, applies).

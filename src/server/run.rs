@@ -17,7 +17,7 @@ use tonic_health::server::HealthReporter;
 
 use super::gate::Gate;
 use super::grpc::AuthzService;
-use super::http::{HttpState, router};
+use super::http::HttpState;
 use crate::check::Checker;
 use crate::config::{Config, ConfigError, ConfigErrors, StoreKind, TlsConfig};
 use crate::revocation::RevocationStore;
@@ -346,7 +346,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         draining: Default::default(),
     });
     let http_cancel = cancel.clone();
-    let app = router_for(state.clone());
+    let app = super::http::router(state.clone());
     let http_task = tokio::spawn(async move {
         let shutdown = async move { http_cancel.cancelled().await };
         if let Err(e) = axum::serve(http_listener, app)
@@ -482,10 +482,6 @@ impl Hangup {
         }
         std::future::pending::<()>().await
     }
-}
-
-fn router_for(state: Arc<HttpState>) -> axum::Router {
-    router(state)
 }
 
 /// Keeps gRPC health in step with readiness (every provider of the current config holds keys)
