@@ -91,6 +91,15 @@ pub struct Config {
     pub logging: LoggingConfig,
 }
 
+impl Config {
+    /// Every claim path a rule's `require.claims` reads (what a cached token must keep).
+    pub fn rule_claim_paths(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .flat_map(|r| r.require.claims.keys().map(String::as_str))
+    }
+}
+
 /// Listener addresses and TLS.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -198,6 +207,11 @@ pub struct ProviderConfig {
     /// Claim (dotted path for nested claims) → request header set for the upstream.
     #[serde(default)]
     pub claims_to_headers: BTreeMap<String, String>,
+    /// Put the token's whole claims set into the allow's dynamic metadata (`mesh_authz.claims`),
+    /// for access logs and later filters. Off by default: it makes every allow response, and
+    /// every cached token, larger.
+    #[serde(default)]
+    pub claims_to_metadata: bool,
     /// Claims that must be present.
     #[serde(default)]
     pub required_claims: Vec<String>,

@@ -70,12 +70,39 @@ async fn valid_token_and_peer_are_allowed_with_identity_headers() {
     assert_eq!(set["x-auth-scope"], ("read write".to_string(), OVERWRITE));
     assert_eq!(set["x-auth-spiffe-id"], (SPIFFE_OK.to_string(), OVERWRITE));
     assert!(removed_headers(&r).contains(&"authorization".to_string()));
-    // Claims travel in dynamic metadata for later filters and access logs.
+    // The rule, provider and SPIFFE ID travel in dynamic metadata; the claims do not by default,
+    // which keeps every allow response small.
     let meta = format!("{:?}", r.dynamic_metadata);
     assert!(
-        meta.contains("alice") && meta.contains("mesh_authz"),
+        meta.contains("mesh_authz") && meta.contains("corp") && meta.contains(SPIFFE_OK),
         "{meta}"
     );
+    assert!(!meta.contains("alice"), "{meta}");
+}
+
+#[tokio::test]
+async fn claims_to_metadata_puts_the_claims_in_dynamic_metadata() {
+    let mut e = Env::start(|uri| {
+        config(uri, "").replace(
+            "claims_to_headers: { sub: x-auth-subject, scope: x-auth-scope }",
+            "claims_to_headers: { sub: x-auth-subject }\n    claims_to_metadata: true",
+        )
+    })
+    .await;
+    let token = mint(&e.key, "alice", |o| o.scope = Some("read write".into()));
+    let r = check(
+        &mut e.client,
+        Req::get("/api/orders").bearer(&token).principal(SPIFFE_OK),
+    )
+    .await;
+    assert_eq!(verdict(&r), (200, 0), "reason {}", reason(&r));
+    let meta = format!("{:?}", r.dynamic_metadata);
+    assert!(
+        meta.contains("claims") && meta.contains("alice") && meta.contains("read write"),
+        "{meta}"
+    );
+    // The mapping really was replaced: only `sub` is injected now, `x-auth-scope` is not known.
+    assert!(!set_headers(&r).contains_key("x-auth-scope"));
 }
 
 #[tokio::test]
@@ -527,4 +554,40 @@ async fn shutdown_lets_in_flight_checks_finish() {
         "the in-flight check finished normally: {}",
         reason(&r)
     );
+}
+
+#[tokio::test]
+async fn claim_rules_see_nested_and_namespaced_claims_on_every_cache_hit() {
+    // A cached token keeps only the claims rules can reach; this proves the ones they need stay.
+    let mut e = Env::start(|uri| {
+        config(uri, "").replace(
+            "rules:\n",
+            "rules:\n  - name: claims\n    match: { path_prefix: /claims }\n    require:\n      claims: { realm_access.roles: [admin], \"https://example.com/tier\": [gold] }\n",
+        )
+    })
+    .await;
+    let with_claims = |roles: serde_json::Value, tier: &str| {
+        let tier = tier.to_string();
+        mint(&e.key, "alice", move |o| {
+            o.extra
+                .insert("realm_access".into(), serde_json::json!({ "roles": roles }));
+            o.extra
+                .insert("https://example.com/tier".into(), serde_json::json!(tier));
+            o.extra.insert("unrelated".into(), serde_json::json!("x"));
+        })
+    };
+    let good = with_claims(serde_json::json!(["user", "admin"]), "gold");
+    let wrong_role = with_claims(serde_json::json!(["user"]), "gold");
+    let wrong_tier = with_claims(serde_json::json!(["admin"]), "silver");
+    // Twice each: the second answer comes from the verified-token cache.
+    for _ in 0..2 {
+        let r = check(&mut e.client, Req::get("/claims/x").bearer(&good)).await;
+        assert_eq!(verdict(&r), (200, 0), "reason {}", reason(&r));
+        for bad in [&wrong_role, &wrong_tier] {
+            let r = check(&mut e.client, Req::get("/claims/x").bearer(bad)).await;
+            assert_eq!(verdict(&r), (403, 7));
+            assert_eq!(reason(&r), "claim_mismatch");
+        }
+    }
+    assert!(metric(&e.server, "mesh_authz_token_cache_total{outcome=\"hit\"}") >= 3.0);
 }

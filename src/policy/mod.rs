@@ -155,20 +155,22 @@ impl Rule {
 
         // Token conditions are only reached with a token: each one makes `requires_token` true.
         if !r.scopes.is_empty() {
-            let ok = token.is_some_and(|t| require::scopes_satisfied(&r.scopes, &t.claims.scopes));
+            let ok = token.is_some_and(|t| require::scopes_satisfied(&r.scopes, t.scopes()));
             if !ok {
                 return Err(Unmet::InsufficientScope);
             }
         }
         if !r.claims.is_empty() {
-            let ok = token.is_some_and(|t| require::claims_satisfied(&r.claims, &t.claims.raw));
+            let ok = token
+                .and_then(VerifiedToken::claims)
+                .is_some_and(|c| require::claims_satisfied(&r.claims, c));
             if !ok {
                 return Err(Unmet::ClaimMismatch);
             }
         }
         if r.bound_token {
             let ok = require::bound_token_ok(
-                token.and_then(|t| t.claims.cnf_x5t_s256.as_deref()),
+                token.and_then(VerifiedToken::cnf_x5t_s256),
                 peer.and_then(|p| p.cert_sha256.as_ref()),
             );
             if !ok {
@@ -269,7 +271,6 @@ fn require_is_default(r: &RequireConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -279,7 +280,7 @@ mod tests {
     use crate::config::MatchConfig;
     use crate::identity::Source;
     use crate::token::Algorithm;
-    use crate::token::verify::Claims;
+    use crate::token::verify::{Claims, KeptClaims};
 
     fn rule(name: &str, prefix: Option<&str>, require: RequireConfig) -> RuleConfig {
         RuleConfig {
@@ -300,25 +301,26 @@ mod tests {
 
     fn token(scopes: &[&str], raw: Value, cnf: Option<String>) -> VerifiedToken {
         let raw: Map<String, Value> = raw.as_object().cloned().unwrap_or_default();
-        VerifiedToken {
-            provider: 0,
-            provider_name: Arc::from("corp"),
-            alg: Algorithm::RS256,
-            kid: None,
-            claims: Claims {
-                iss: "https://issuer".into(),
-                sub: Some("alice".into()),
-                aud: vec!["api".into()],
-                exp: 2_000_000_000,
-                nbf: None,
-                iat: None,
-                jti: None,
-                parent_jti: None,
-                scopes: scopes.iter().map(|s| s.to_string()).collect(),
-                cnf_x5t_s256: cnf,
-                raw,
-            },
-        }
+        let claims = Claims {
+            iss: "https://issuer".into(),
+            sub: Some("alice".into()),
+            aud: vec!["api".into()],
+            exp: 2_000_000_000,
+            nbf: None,
+            iat: None,
+            jti: None,
+            parent_jti: None,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            cnf_x5t_s256: cnf,
+            raw,
+        };
+        VerifiedToken::new(
+            0,
+            Algorithm::RS256,
+            claims,
+            &Default::default(),
+            &KeptClaims::All,
+        )
     }
 
     /// A peer without a SPIFFE ID (`SpiffeId` cannot be built until identity lands).

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::config::RequireConfig;
+use crate::token::claims::lookup;
 
 use super::PolicyError;
 
@@ -165,22 +166,11 @@ pub(crate) fn trust_domain_allowed(trust_domain: &str, allowed: &[String]) -> bo
 }
 
 /// `scopes`: every required scope is among the token's scopes.
-pub(crate) fn scopes_satisfied(required: &[String], have: &[String]) -> bool {
-    required.iter().all(|r| have.iter().any(|h| h == r))
-}
-
-/// Looks up a claim by dotted path in the token's claims. A top-level claim whose name is the whole
-/// path (e.g. a namespaced `https://example.com/roles`) wins; otherwise the path walks nested objects.
-pub(crate) fn lookup_claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(v) = claims.get(path) {
-        return Some(v);
-    }
-    let mut segments = path.split('.');
-    let mut current = claims.get(segments.next()?)?;
-    for seg in segments {
-        current = current.as_object()?.get(seg)?;
-    }
-    Some(current)
+pub(crate) fn scopes_satisfied<'a>(
+    required: &[String],
+    have: impl Iterator<Item = &'a str> + Clone,
+) -> bool {
+    required.iter().all(|r| have.clone().any(|h| h == r))
 }
 
 /// Whether a claim value is accepted: a string must be in the set, a number or boolean is compared
@@ -211,7 +201,7 @@ fn scalar_accepted(value: &Value, accepted: &[String]) -> bool {
 /// Every `claims` requirement holds.
 pub(crate) fn claims_satisfied(required: &[ClaimRequirement], claims: &Map<String, Value>) -> bool {
     required.iter().all(|req| {
-        lookup_claim(claims, &req.path).is_some_and(|v| claim_value_accepted(v, &req.accepted))
+        lookup(claims, &req.path).is_some_and(|v| claim_value_accepted(v, &req.accepted))
     })
 }
 
@@ -274,14 +264,16 @@ mod tests {
 
     #[test]
     fn scopes() {
-        let have = strings(&["read", "write"]);
-        assert!(scopes_satisfied(&strings(&["read"]), &have));
-        assert!(scopes_satisfied(&strings(&["read", "write"]), &have));
-        assert!(scopes_satisfied(&[], &have));
-        assert!(!scopes_satisfied(&strings(&["admin"]), &have));
-        assert!(!scopes_satisfied(&strings(&["read", "admin"]), &have));
-        assert!(!scopes_satisfied(&strings(&["rea"]), &have));
-        assert!(!scopes_satisfied(&strings(&["read"]), &[]));
+        let have = ["read", "write"];
+        let sat =
+            |req: &[&str], have: &[&str]| scopes_satisfied(&strings(req), have.iter().copied());
+        assert!(sat(&["read"], &have));
+        assert!(sat(&["read", "write"], &have));
+        assert!(sat(&[], &have));
+        assert!(!sat(&["admin"], &have));
+        assert!(!sat(&["read", "admin"], &have));
+        assert!(!sat(&["rea"], &have));
+        assert!(!sat(&["read"], &[]));
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl Authorization for AuthzService {
             .and_then(parse_grpc_timeout);
         let req = to_check_request(request.into_inner());
         let decision = self.gate.check(&req, deadline).await;
-        Ok(Response::new(to_check_response(&decision)))
+        Ok(Response::new(to_check_response(decision)))
     }
 }
 
@@ -120,7 +120,7 @@ pub fn to_check_request(req: CheckRequest) -> check::Request {
 }
 
 /// Converts a decision to Envoy's response.
-pub fn to_check_response(decision: &Decision) -> CheckResponse {
+pub fn to_check_response(decision: Decision) -> CheckResponse {
     match decision {
         Decision::Allow(allow) => CheckResponse {
             status: Some(rpc::Status {
@@ -130,16 +130,16 @@ pub fn to_check_response(decision: &Decision) -> CheckResponse {
             http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
                 headers: allow
                     .set_headers
-                    .iter()
+                    .into_iter()
                     .map(|(k, v)| overwrite(k, v))
                     .collect(),
-                headers_to_remove: allow.remove_headers.clone(),
+                headers_to_remove: allow.remove_headers,
                 ..Default::default()
             })),
             dynamic_metadata: if allow.metadata.is_empty() {
                 None
             } else {
-                Some(metadata(Value::Object(allow.metadata.clone())))
+                Some(metadata(Value::Object(allow.metadata)))
             },
         },
         Decision::Deny(deny) => {
@@ -148,14 +148,14 @@ pub fn to_check_response(decision: &Decision) -> CheckResponse {
                 DenyStatus::Forbidden => CODE_PERMISSION_DENIED,
                 DenyStatus::Unavailable => CODE_UNAVAILABLE,
             };
-            let mut headers = vec![overwrite("content-type", "application/json")];
+            let mut headers = vec![overwrite("content-type".into(), "application/json".into())];
             if let Some(challenge) = deny.www_authenticate {
-                headers.push(overwrite("www-authenticate", challenge));
+                headers.push(overwrite("www-authenticate".into(), challenge.into()));
             }
             let mut facts = serde_json::Map::new();
             facts.insert("reason".into(), Value::String(deny.reason.into()));
-            if let Some(rule) = &deny.rule {
-                facts.insert("rule".into(), Value::String(rule.clone()));
+            if let Some(rule) = deny.rule {
+                facts.insert("rule".into(), Value::String(rule));
             }
             CheckResponse {
                 status: Some(rpc::Status {
@@ -176,11 +176,11 @@ pub fn to_check_response(decision: &Decision) -> CheckResponse {
 }
 
 /// A header mutation that replaces any client-sent copy (the protobuf default appends).
-fn overwrite(key: &str, value: &str) -> HeaderValueOption {
+fn overwrite(key: String, value: String) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
-            key: key.to_string(),
-            value: value.to_string(),
+            key,
+            value,
             ..Default::default()
         }),
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,

@@ -195,7 +195,8 @@ impl Running {
                     .map(Arc::clone)
             },
         )
-        .map_err(|e| ConfigErrors(vec![ConfigError::new("providers", e.to_string())]))?;
+        .map_err(|e| ConfigErrors(vec![ConfigError::new("providers", e.to_string())]))?
+        .keep_claims_for(config.rule_claim_paths());
         let verifier = Arc::new(verifier);
         let checker = Arc::new(Checker::new(
             config,
@@ -281,11 +282,10 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         return Err(ServeError::Config(ConfigErrors(errors)));
     }
     let metrics = Metrics::new();
-    let verifier = Arc::new(Verifier::new(
-        &config.providers,
-        &config.limits,
-        metrics.clone(),
-    )?);
+    let verifier = Arc::new(
+        Verifier::new(&config.providers, &config.limits, metrics.clone())?
+            .keep_claims_for(config.rule_claim_paths()),
+    );
     let revocation: Arc<dyn RevocationStore> =
         match (config.revocation.store, &config.revocation.redis) {
             (StoreKind::Redis, Some(redis)) => Arc::new(

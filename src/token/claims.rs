@@ -5,6 +5,28 @@ use serde_json::{Map, Value};
 use super::jws::parse_object;
 use super::verify::{Claims, TokenError};
 
+/// The time claims, in unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    /// `exp`.
+    pub exp: i64,
+    /// `nbf`.
+    pub nbf: Option<i64>,
+    /// `iat`.
+    pub iat: Option<i64>,
+}
+
+impl Claims {
+    /// `exp`, `nbf` and `iat`.
+    pub fn times(&self) -> Times {
+        Times {
+            exp: self.exp,
+            nbf: self.nbf,
+            iat: self.iat,
+        }
+    }
+}
+
 /// Parses the JWT claims set: a JSON object with unique members and strictly typed registered
 /// claims. `iss` and `exp` are required.
 ///
@@ -113,7 +135,7 @@ fn numeric_date(raw: &Map<String, Value>, name: &'static str) -> Result<Option<i
 /// valid while `now < exp + skew`; `nbf` and `iat` may be at most `skew` in the future; with
 /// `max_lifetime`, `iat` is required and `exp - iat` may not exceed it.
 pub fn check_time(
-    claims: &Claims,
+    claims: Times,
     now: i64,
     skew: i64,
     max_lifetime: Option<i64>,
@@ -158,7 +180,8 @@ pub fn check_required(claims: &Claims, required: &[String]) -> Result<(), TokenE
     Ok(())
 }
 
-/// Finds a claim by exact name, else by dotted path.
+/// Finds a claim by dotted path (`realm_access.roles`). A top-level claim whose name is the whole
+/// path (a namespaced `https://example.com/roles`) wins; otherwise the path walks nested objects.
 pub fn lookup<'a>(raw: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     if let Some(v) = raw.get(name) {
         return Some(v);
@@ -279,58 +302,55 @@ mod tests {
         let c = |exp: i64, nbf: Option<i64>, iat: Option<i64>| {
             let mut c = claims(r#"{"iss":"i","exp":0}"#).unwrap();
             (c.exp, c.nbf, c.iat) = (exp, nbf, iat);
-            c
+            c.times()
         };
         let skew = 30;
         // exp: valid while now < exp + skew.
-        assert_eq!(check_time(&c(1000, None, None), 1029, skew, None), Ok(()));
+        assert_eq!(check_time(c(1000, None, None), 1029, skew, None), Ok(()));
         assert_eq!(
-            check_time(&c(1000, None, None), 1030, skew, None),
+            check_time(c(1000, None, None), 1030, skew, None),
             Err(Expired)
         );
-        assert_eq!(check_time(&c(1000, None, None), 999, 0, None), Ok(()));
-        assert_eq!(
-            check_time(&c(1000, None, None), 1000, 0, None),
-            Err(Expired)
-        );
+        assert_eq!(check_time(c(1000, None, None), 999, 0, None), Ok(()));
+        assert_eq!(check_time(c(1000, None, None), 1000, 0, None), Err(Expired));
         // nbf: valid from nbf - skew.
         assert_eq!(
-            check_time(&c(5000, Some(1000), None), 970, skew, None),
+            check_time(c(5000, Some(1000), None), 970, skew, None),
             Ok(())
         );
         assert_eq!(
-            check_time(&c(5000, Some(1000), None), 969, skew, None),
+            check_time(c(5000, Some(1000), None), 969, skew, None),
             Err(NotYetValid)
         );
         // iat: at most skew in the future.
         assert_eq!(
-            check_time(&c(5000, None, Some(1000)), 970, skew, None),
+            check_time(c(5000, None, Some(1000)), 970, skew, None),
             Ok(())
         );
         assert_eq!(
-            check_time(&c(5000, None, Some(1000)), 969, skew, None),
+            check_time(c(5000, None, Some(1000)), 969, skew, None),
             Err(NotYetValid)
         );
         // lifetime.
         assert_eq!(
-            check_time(&c(1600, None, Some(1000)), 1000, skew, Some(600)),
+            check_time(c(1600, None, Some(1000)), 1000, skew, Some(600)),
             Ok(())
         );
         assert_eq!(
-            check_time(&c(1601, None, Some(1000)), 1000, skew, Some(600)),
+            check_time(c(1601, None, Some(1000)), 1000, skew, Some(600)),
             Err(LifetimeTooLong)
         );
         assert_eq!(
-            check_time(&c(1600, None, None), 1000, skew, Some(600)),
+            check_time(c(1600, None, None), 1000, skew, Some(600)),
             Err(MissingClaim)
         );
         // Extremes do not overflow.
         assert_eq!(
-            check_time(&c(i64::MAX, Some(i64::MAX), None), i64::MAX, i64::MAX, None),
+            check_time(c(i64::MAX, Some(i64::MAX), None), i64::MAX, i64::MAX, None),
             Ok(())
         );
         assert_eq!(
-            check_time(&c(5, Some(i64::MAX), None), 0, skew, None),
+            check_time(c(5, Some(i64::MAX), None), 0, skew, None),
             Err(NotYetValid)
         );
     }

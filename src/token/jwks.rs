@@ -580,6 +580,7 @@ mod tests {
             clock_skew: Duration::from_secs(30),
             forward_token: false,
             claims_to_headers: Default::default(),
+            claims_to_metadata: false,
             required_claims: Vec::new(),
             max_token_lifetime: None,
         }

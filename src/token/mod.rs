@@ -7,6 +7,7 @@ pub mod extract;
 pub mod jwk;
 pub mod jwks;
 pub mod jws;
+pub mod verified;
 pub mod verify;
 
 use std::fmt;

@@ -2,13 +2,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lc_rs::digest;
+use prometheus::IntCounter;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::Algorithm;
 use super::claims::{check_audience, check_required, check_time, parse_claims};
 use super::jwk::KeySet;
 use super::jwks::JwksCache;
@@ -43,20 +43,7 @@ pub struct Claims {
     pub raw: Map<String, Value>,
 }
 
-/// A token whose signature and claims passed.
-#[derive(Debug, Clone)]
-pub struct VerifiedToken {
-    /// Index of the provider in the config.
-    pub provider: usize,
-    /// The provider's name.
-    pub provider_name: Arc<str>,
-    /// Signature algorithm.
-    pub alg: Algorithm,
-    /// Key id, if the header had one.
-    pub kid: Option<String>,
-    /// The claims.
-    pub claims: Claims,
-}
+pub use super::verified::{KeptClaims, VerifiedToken};
 
 /// Why a token was refused. `reason()` is a fixed, low-cardinality label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,7 +124,7 @@ impl TokenError {
 }
 
 /// Longest time a verified token stays cached, whatever its `exp`.
-const MAX_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
+const MAX_CACHE_SECS: i64 = 24 * 3600;
 
 /// Per-provider state: its config, key cache and pre-computed limits.
 struct Provider {
@@ -146,27 +133,18 @@ struct Provider {
     jwks: Arc<JwksCache>,
     skew: i64,
     max_lifetime: Option<i64>,
+    /// Which claims its verified tokens keep.
+    keep: KeptClaims,
 }
 
-/// A cached verification and how long it may live (set from `exp` at insertion).
+/// A cached verification and the unix second from which it is no longer used ([`MAX_CACHE_SECS`]
+/// after insertion). The token's own times are re-checked on every hit, so an expired token is
+/// refused from the cache without signature work; quick_cache has no expiry of its own, and its
+/// capacity bounds what stays.
 #[derive(Clone)]
 struct CacheEntry {
     token: Arc<VerifiedToken>,
-    ttl: Duration,
-}
-
-/// moka per-entry expiry: an entry never outlives its token's `exp` (+ skew).
-struct TokenExpiry;
-
-impl moka::Expiry<[u8; 32], CacheEntry> for TokenExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        value: &CacheEntry,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
-    }
+    until: i64,
 }
 
 /// Verifies tokens for every configured provider. Cheap to share (`Arc`).
@@ -174,8 +152,9 @@ pub struct Verifier {
     providers: Vec<Provider>,
     by_issuer: HashMap<String, usize>,
     max_token_bytes: usize,
-    cache: moka::sync::Cache<[u8; 32], CacheEntry>,
-    metrics: Metrics,
+    cache: quick_cache::sync::Cache<[u8; 32], CacheEntry>,
+    cache_hits: IntCounter,
+    cache_misses: IntCounter,
 }
 
 fn secs_i64(d: Duration) -> i64 {
@@ -216,19 +195,35 @@ impl Verifier {
                 jwks,
                 skew: secs_i64(p.clock_skew),
                 max_lifetime: p.max_token_lifetime.map(secs_i64),
+                keep: KeptClaims::All,
             });
         }
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(limits.token_cache_capacity)
-            .expire_after(TokenExpiry)
-            .build();
+        let capacity = usize::try_from(limits.token_cache_capacity)
+            .unwrap_or(usize::MAX)
+            .max(1);
         Ok(Self {
             providers: states,
             by_issuer,
             max_token_bytes: limits.max_token_bytes,
-            cache,
-            metrics,
+            cache: quick_cache::sync::Cache::new(capacity),
+            cache_hits: metrics.token_cache.with_label_values(&["hit"]),
+            cache_misses: metrics.token_cache.with_label_values(&["miss"]),
         })
+    }
+
+    /// Keeps, of the claims beyond the registered ones, only the top-level claims that `paths`
+    /// (the claim paths the rules read) can reach, except for providers with
+    /// `claims_to_metadata`, which keep all. Without this call every claim is kept.
+    pub fn keep_claims_for<'a>(mut self, paths: impl IntoIterator<Item = &'a str>) -> Self {
+        let keep = KeptClaims::for_paths(paths);
+        for p in &mut self.providers {
+            p.keep = if p.config.claims_to_metadata {
+                KeptClaims::All
+            } else {
+                keep.clone()
+            };
+        }
+        self
     }
 
     /// Loads every provider's keys once, then keeps refreshing them in the background until
@@ -258,6 +253,11 @@ impl Verifier {
         self.providers.get(index).map(|p| &p.config)
     }
 
+    /// The provider's name at `index` (a [`VerifiedToken::provider`]), if any.
+    pub fn provider_name(&self, index: usize) -> Option<&Arc<str>> {
+        self.providers.get(index).map(|p| &p.name)
+    }
+
     /// Verifies one token at time `now` (unix seconds).
     pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<VerifiedToken>, TokenError> {
         if token.len() > self.max_token_bytes {
@@ -269,17 +269,19 @@ impl Verifier {
             k.copy_from_slice(d.as_ref());
             k
         };
-        if let Some(hit) = self.cache.get(&key) {
-            self.metrics.token_cache.with_label_values(&["hit"]).inc();
+        if let Some(hit) = self.cache.get(&key)
+            && now < hit.until
+        {
+            self.cache_hits.inc();
             let provider = self
                 .providers
-                .get(hit.token.provider)
+                .get(hit.token.provider())
                 .ok_or(TokenError::UnknownIssuer)?;
             // The cache only skips signature work: time is re-checked against this `now`.
-            check_time(&hit.token.claims, now, provider.skew, provider.max_lifetime)?;
+            check_time(hit.token.times(), now, provider.skew, provider.max_lifetime)?;
             return Ok(hit.token);
         }
-        self.metrics.token_cache.with_label_values(&["miss"]).inc();
+        self.cache_misses.inc();
 
         let jws = jws::parse(token)?;
         let claims = parse_claims(&jws.payload)?;
@@ -292,32 +294,25 @@ impl Verifier {
             return Err(TokenError::AlgorithmNotAllowed);
         }
         self.check_signature(provider, &jws).await?;
-        check_time(&claims, now, provider.skew, provider.max_lifetime)?;
+        check_time(claims.times(), now, provider.skew, provider.max_lifetime)?;
         check_audience(&claims, &provider.config.audiences)?;
         check_required(&claims, &provider.config.required_claims)?;
 
-        let ttl = Duration::from_secs(
-            u64::try_from(i128::from(claims.exp) + i128::from(provider.skew) - i128::from(now))
-                .unwrap_or(0),
-        )
-        .min(MAX_CACHE_TTL);
-        let CompactJws { header, .. } = jws;
-        let verified = Arc::new(VerifiedToken {
-            provider: index,
-            provider_name: provider.name.clone(),
-            alg: header.alg,
-            kid: header.kid,
+        let until = now.saturating_add(MAX_CACHE_SECS);
+        let verified = Arc::new(VerifiedToken::new(
+            index,
+            jws.header.alg,
             claims,
-        });
-        if !ttl.is_zero() {
-            self.cache.insert(
-                key,
-                CacheEntry {
-                    token: verified.clone(),
-                    ttl,
-                },
-            );
-        }
+            &provider.config.claims_to_headers,
+            &provider.keep,
+        ));
+        self.cache.insert(
+            key,
+            CacheEntry {
+                token: verified.clone(),
+                until,
+            },
+        );
         Ok(verified)
     }
 
@@ -366,20 +361,20 @@ pub fn verify_with_keys(
     }
     jws::verify_signature(&jws, keys)?;
     check_time(
-        &claims,
+        claims.times(),
         now,
         secs_i64(provider.clock_skew),
         provider.max_token_lifetime.map(secs_i64),
     )?;
     check_audience(&claims, &provider.audiences)?;
     check_required(&claims, &provider.required_claims)?;
-    Ok(VerifiedToken {
-        provider: 0,
-        provider_name: Arc::from(provider.name.as_str()),
-        alg: jws.header.alg,
-        kid: jws.header.kid,
+    Ok(VerifiedToken::new(
+        0,
+        jws.header.alg,
         claims,
-    })
+        &provider.claims_to_headers,
+        &KeptClaims::All,
+    ))
 }
 
 #[cfg(test)]
