@@ -34,6 +34,7 @@ server:
   grpc_addr: "{grpc_addr}"
   http_addr: "{http_addr}"
   shutdown_grace: 5s
+  allow_metadata: true
 providers:
   - name: dev
     issuer: {DEV_ISSUER}
@@ -42,6 +43,7 @@ providers:
       file: {jwks}
     algorithms: [RS256]
     claims_to_headers: {{ sub: x-auth-subject, scope: x-auth-scope }}
+    claims_to_metadata: true
 rules:
   - name: public-health
     match: {{ path_prefix: /healthz }}

@@ -70,13 +70,24 @@ async fn valid_token_and_peer_are_allowed_with_identity_headers() {
     assert_eq!(set["x-auth-scope"], ("read write".to_string(), OVERWRITE));
     assert_eq!(set["x-auth-spiffe-id"], (SPIFFE_OK.to_string(), OVERWRITE));
     assert!(removed_headers(&r).contains(&"authorization".to_string()));
-    // The rule, provider and SPIFFE ID travel in dynamic metadata; the claims do not by default,
-    // which keeps every allow response small.
+    // No dynamic metadata on an allow by default: the response stays small.
+    assert_eq!(r.dynamic_metadata, None);
+}
+
+#[tokio::test]
+async fn allow_metadata_describes_the_allow_without_the_claims() {
+    let mut e = env_with("server: { allow_metadata: true }").await;
+    let token = mint(&e.key, "alice", |o| o.scope = Some("read write".into()));
+    let r = check(
+        &mut e.client,
+        Req::get("/api/orders").bearer(&token).principal(SPIFFE_OK),
+    )
+    .await;
+    assert_eq!(verdict(&r), (200, 0), "reason {}", reason(&r));
     let meta = format!("{:?}", r.dynamic_metadata);
-    assert!(
-        meta.contains("mesh_authz") && meta.contains("corp") && meta.contains(SPIFFE_OK),
-        "{meta}"
-    );
+    for want in ["mesh_authz", "corp", SPIFFE_OK, "\"api\""] {
+        assert!(meta.contains(want), "{want} not in {meta}");
+    }
     assert!(!meta.contains("alice"), "{meta}");
 }
 

@@ -59,6 +59,7 @@ pub struct Checker {
     revocation: Arc<dyn RevocationStore>,
     revocation_on_error: OnError,
     headers: HeaderPlan,
+    allow_metadata: bool,
     metrics: Metrics,
     hot: HotMetrics,
 }
@@ -120,6 +121,7 @@ impl Checker {
             revocation,
             revocation_on_error: config.revocation.on_error,
             headers: HeaderPlan::new(config),
+            allow_metadata: config.server.allow_metadata,
             hot: HotMetrics::new(&metrics),
             metrics,
         })
@@ -313,16 +315,18 @@ impl Checker {
             remove_headers.push("authorization".to_string());
         }
         let mut metadata = Map::new();
-        if let Some(rule) = rule {
-            metadata.insert("rule".into(), Value::String(rule.to_string()));
-        }
-        if let Some(id) = spiffe_id {
-            metadata.insert("spiffe_id".into(), Value::String(id.to_string()));
-        }
-        if let Some(t) = token {
-            if let Some(name) = self.verifier.provider_name(t.provider()) {
+        if self.allow_metadata {
+            if let Some(rule) = rule {
+                metadata.insert("rule".into(), Value::String(rule.to_string()));
+            }
+            if let Some(id) = spiffe_id {
+                metadata.insert("spiffe_id".into(), Value::String(id.to_string()));
+            }
+            if let Some(name) = token.and_then(|t| self.verifier.provider_name(t.provider())) {
                 metadata.insert("provider".into(), Value::String(name.to_string()));
             }
+        }
+        if let Some(t) = token {
             if provider.is_some_and(|p| p.claims_to_metadata)
                 && let Some(claims) = t.claims()
             {
