@@ -442,7 +442,9 @@ async fn report_intervals(
 ) -> anyhow::Result<()> {
     let mut k: u32 = 1;
     loop {
-        let tick = plan.measure_start + every * k;
+        let Some(tick) = every.checked_mul(k).map(|d| plan.measure_start + d) else {
+            return Ok(());
+        };
         if plan.end.is_some_and(|e| tick >= e) {
             return Ok(());
         }
@@ -549,4 +551,74 @@ fn report(
     });
     println!("{out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::ext_authz::v3::pb::{DeniedHttpResponse, OkHttpResponse};
+    use envoy_types::pb::google::rpc;
+
+    fn plan(rate: Option<f64>) -> Plan {
+        let start = Instant::now();
+        Plan {
+            start,
+            measure_start: start,
+            end: None,
+            limit: None,
+            rate,
+            late_after: Duration::from_millis(100),
+            timeout: None,
+        }
+    }
+
+    #[test]
+    fn slots_follow_the_rate() {
+        let p = plan(Some(2000.0));
+        assert_eq!(p.slot(0), Some(p.start));
+        assert_eq!(p.slot(2000), Some(p.start + Duration::from_secs(1)));
+        assert_eq!(p.slot(1), Some(p.start + Duration::from_micros(500)));
+        assert_eq!(plan(None).slot(5), None);
+    }
+
+    #[test]
+    fn tally_counts_late_requests_and_merges() {
+        let late_after = Duration::from_millis(100);
+        let mut a = Tally::new().unwrap();
+        a.record("allow", 300, Some(Duration::from_millis(5)), late_after);
+        a.record("allow", 400, Some(Duration::from_millis(150)), late_after);
+        let mut b = Tally::new().unwrap();
+        b.record("unexpected_deny16", 500, None, late_after);
+        a.merge(b).unwrap();
+        assert_eq!(a.hist.len(), 3);
+        assert_eq!(a.late, 1);
+        assert_eq!(a.max_lag_us, 150_000);
+        assert_eq!(
+            a.sorted_outcomes().into_iter().collect::<Vec<_>>(),
+            vec![("allow", 2), ("unexpected_deny16", 1)]
+        );
+    }
+
+    #[test]
+    fn outcomes_are_named_by_decision_and_code() {
+        let status = |code| {
+            Some(rpc::Status {
+                code,
+                ..Default::default()
+            })
+        };
+        let ok = CheckResponse {
+            status: status(0),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse::default())),
+            ..Default::default()
+        };
+        let denied = CheckResponse {
+            status: status(16),
+            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse::default())),
+            ..Default::default()
+        };
+        assert_eq!(outcome(&ok), "allow");
+        assert_eq!(outcome(&denied), "deny16");
+        assert_eq!(outcome(&CheckResponse::default()), "deny-1");
+    }
 }
