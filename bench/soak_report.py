@@ -66,7 +66,7 @@ METRIC = re.compile(r'^(mesh_authz_[a-z_]+)(?:\{([^}]*)\})?\s+(\S+)$')
 
 def parse_metrics(text):
     """The counters the soak follows, from Prometheus text."""
-    checks, cache, in_flight = {}, {}, None
+    checks, cache, in_flight, entries = {}, {}, None, None
     for line in text.splitlines():
         m = METRIC.match(line)
         if not m:
@@ -78,7 +78,10 @@ def parse_metrics(text):
             in_flight = int(val)
         elif name == "mesh_authz_token_cache_total":
             cache[labels.get("outcome")] = int(val)
-    return {"checks": checks, "checks_total": sum(checks.values()), "in_flight": in_flight, "token_cache": cache}
+        elif name == "mesh_authz_token_cache_entries":
+            entries = int(val)
+    return {"checks": checks, "checks_total": sum(checks.values()), "in_flight": in_flight, "token_cache": cache,
+            "cache_entries": entries}
 
 
 def cmd_sample(a):
@@ -283,7 +286,8 @@ def cmd_render(a):
         L.append(f"Server side, between {when}: `mesh_authz_checks_total` by decision/reason "
                  f"`{json.dumps(delta)}`, {sum(delta.values())} in all, {agree} the {tot_req} the clients counted; token cache "
                  f"`{json.dumps(cache)}`, Checks in flight at most {max((s.get('in_flight') or 0) for s in alive)} "
-                 "at a sample.\n")
+                 f"at a sample; cached tokens (`mesh_authz_token_cache_entries`) at most "
+                 f"{max((s.get('cache_entries') or 0) for s in alive)} at a sample.\n")
     if prefill:
         L.append(f"Prefill (not judged): {prefill['requests']} fresh tokens at {prefill['rps']:.0f}/s, outcomes "
                  f"`{json.dumps(prefill['outcomes'])}`.\n")

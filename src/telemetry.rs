@@ -33,6 +33,9 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// `mesh_authz_checks_in_flight`: checks being answered now (admitted, not yet answered).
     pub checks_in_flight: IntGauge,
+    /// `mesh_authz_token_cache_entries`: verified tokens held in the cache (at most
+    /// `limits.token_cache_capacity`).
+    pub token_cache_entries: IntGauge,
 }
 
 impl Metrics {
@@ -108,6 +111,11 @@ impl Metrics {
         let checks_in_flight =
             IntGauge::new("checks_in_flight", "Checks admitted and not yet answered.")
                 .expect("static metric definition");
+        let token_cache_entries = IntGauge::new(
+            "token_cache_entries",
+            "Verified tokens held in the token cache.",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(checks.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(check_duration.clone()),
@@ -119,6 +127,7 @@ impl Metrics {
             Box::new(revocation_invalidations.clone()),
             Box::new(config_reloads.clone()),
             Box::new(checks_in_flight.clone()),
+            Box::new(token_cache_entries.clone()),
         ] {
             // Names are static and distinct, so registration cannot collide.
             let _ = registry.register(c);
@@ -135,6 +144,7 @@ impl Metrics {
             revocation_invalidations,
             config_reloads,
             checks_in_flight,
+            token_cache_entries,
         }
     }
 

@@ -762,3 +762,45 @@ async fn verify_future_is_send() {
     assert!(fut.await.is_err());
     f.cancel.cancel();
 }
+
+#[tokio::test]
+async fn the_token_cache_never_holds_more_than_its_capacity() {
+    let keys = Keys::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, keys.jwks().to_string()).unwrap();
+    let limits = LimitsConfig {
+        token_cache_capacity: 64,
+        ..LimitsConfig::default()
+    };
+    let metrics = Metrics::new();
+    let verifier = Verifier::new(
+        &[provider("main", ISS, &jwks, &["EdDSA"])],
+        &limits,
+        metrics.clone(),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    verifier.start(cancel.clone()).await;
+    let tokens: Vec<String> = (0..500)
+        .map(|n| {
+            keys.mint(
+                json!({"alg": "EdDSA", "kid": "ed"}),
+                with(claims(), "jti", json!(format!("j{n}"))),
+            )
+        })
+        .collect();
+    for t in &tokens {
+        verifier.verify(t, NOW).await.unwrap();
+        assert!(verifier.cached_tokens() <= 64);
+    }
+    let held = verifier.cached_tokens();
+    assert!(held > 0 && held <= 64, "{held}");
+    assert_eq!(metrics.token_cache_entries.get(), held as i64);
+    // Whatever was evicted still verifies (again, from scratch).
+    for t in &tokens {
+        verifier.verify(t, NOW).await.unwrap();
+    }
+    assert!(verifier.cached_tokens() <= 64);
+    cancel.cancel();
+}

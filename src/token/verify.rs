@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::digest;
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -155,6 +155,7 @@ pub struct Verifier {
     cache: quick_cache::sync::Cache<[u8; 32], CacheEntry>,
     cache_hits: IntCounter,
     cache_misses: IntCounter,
+    cache_entries: IntGauge,
 }
 
 fn secs_i64(d: Duration) -> i64 {
@@ -208,6 +209,7 @@ impl Verifier {
             cache: quick_cache::sync::Cache::new(capacity),
             cache_hits: metrics.token_cache.with_label_values(&["hit"]),
             cache_misses: metrics.token_cache.with_label_values(&["miss"]),
+            cache_entries: metrics.token_cache_entries.clone(),
         })
     }
 
@@ -251,6 +253,11 @@ impl Verifier {
     /// The provider config at `index` (a [`VerifiedToken::provider`]), if any.
     pub fn provider(&self, index: usize) -> Option<&ProviderConfig> {
         self.providers.get(index).map(|p| &p.config)
+    }
+
+    /// Verified tokens held in the cache now.
+    pub fn cached_tokens(&self) -> usize {
+        self.cache.len()
     }
 
     /// The provider's name at `index` (a [`VerifiedToken::provider`]), if any.
@@ -313,6 +320,9 @@ impl Verifier {
                 until,
             },
         );
+        // Only on this path, where a signature check has just cost far more than the count.
+        self.cache_entries
+            .set(i64::try_from(self.cache.len()).unwrap_or(i64::MAX));
         Ok(verified)
     }
 
