@@ -75,6 +75,7 @@ mod tests {
     use crate::token::Algorithm;
     use crate::token::claims::parse_claims;
     use crate::token::verified::KeptClaims;
+    use crate::token::verified::tests::mapping;
 
     fn plan() -> HeaderPlan {
         let config = crate::config::from_str_with_env(
@@ -83,17 +84,6 @@ mod tests {
         );
         // The file is only checked for readability; Cargo.toml exists in the crate root.
         HeaderPlan::new(&config.expect("valid config"))
-    }
-
-    fn mapping() -> BTreeMap<String, String> {
-        [
-            ("sub", "x-auth-subject"),
-            ("scope", "x-auth-scope"),
-            ("org.id", "x-org"),
-        ]
-        .into_iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
     }
 
     fn token(claims: serde_json::Value) -> VerifiedToken {

@@ -260,13 +260,14 @@ pub fn safe_header_value(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
     use crate::token::claims::parse_claims;
 
-    fn mapping() -> BTreeMap<String, String> {
+    /// A `claims_to_headers` mapping with a plain, a multi-word and a nested claim.
+    pub(crate) fn mapping() -> BTreeMap<String, String> {
         [
             ("sub", "x-auth-subject"),
             ("scope", "x-auth-scope"),
