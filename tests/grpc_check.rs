@@ -472,6 +472,13 @@ async fn health_readiness_and_metrics() {
         200
     );
     let _ = check(&mut e.client, Req::get("/api/x").principal(SPIFFE_OK)).await;
+    let token = mint(&e.key, "alice", |_| {});
+    let r = check(
+        &mut e.client,
+        Req::get("/api/orders").bearer(&token).principal(SPIFFE_OK),
+    )
+    .await;
+    assert_eq!(verdict(&r), (200, 0), "reason {}", reason(&r));
     let metrics = reqwest::get(format!("{base}/metrics"))
         .await
         .unwrap()
@@ -490,6 +497,14 @@ async fn health_readiness_and_metrics() {
         metrics.contains("mesh_authz_check_duration_seconds_bucket"),
         "{metrics}"
     );
+    // The embedded store's lookups are counted, and a store that is not configured has no series.
+    assert!(
+        metrics
+            .contains(r#"mesh_authz_revocation_lookups_total{outcome="active",source="memory"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"source="redis""#), "{metrics}");
+    assert!(!metrics.contains(r#"source="cache""#), "{metrics}");
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", e.server.grpc_addr))
         .unwrap()

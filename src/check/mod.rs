@@ -33,7 +33,7 @@ pub struct Request {
 pub mod decision;
 pub mod headers;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use prometheus::{Histogram, IntCounter};
@@ -69,20 +69,14 @@ struct HotMetrics {
     allowed: IntCounter,
     allow_duration: Histogram,
     deny_duration: Histogram,
-    /// `revocation_lookups_total{outcome="active"}` by source.
-    revocation_active: [(&'static str, IntCounter); 3],
+    /// `revocation_lookups_total{outcome="active"}` by source, created on a source's first
+    /// lookup so that `/metrics` shows no series for sources the configured store never uses.
+    revocation_active: [(&'static str, OnceLock<IntCounter>); 3],
 }
 
 impl HotMetrics {
     fn new(metrics: &Metrics) -> Self {
-        let active = |source: &'static str| {
-            (
-                source,
-                metrics
-                    .revocation_lookups
-                    .with_label_values(&[source, "active"]),
-            )
-        };
+        let active = |source: &'static str| (source, OnceLock::new());
         Self {
             allowed: metrics.checks.with_label_values(&["allow", "ok"]),
             allow_duration: metrics.check_duration.with_label_values(&["allow"]),
@@ -272,7 +266,13 @@ impl Checker {
             .iter()
             .find(|(s, _)| *s == source)
         {
-            Some((_, counter)) if outcome == "active" => counter.inc(),
+            Some((_, counter)) if outcome == "active" => counter
+                .get_or_init(|| {
+                    self.metrics
+                        .revocation_lookups
+                        .with_label_values(&[source, "active"])
+                })
+                .inc(),
             _ => self
                 .metrics
                 .revocation_lookups
