@@ -15,9 +15,10 @@ use mesh_authz::issuer::{self, MintOptions};
 use mesh_authz::revocation::memory::MemoryStore;
 use mesh_authz::telemetry::Metrics;
 use mesh_authz::token::Algorithm;
-use mesh_authz::token::claims::parse_claims;
+use mesh_authz::token::claims::{parse_claims, parse_claims_keeping};
 use mesh_authz::token::extract;
 use mesh_authz::token::jws;
+use mesh_authz::token::verified::KeptClaims;
 use mesh_authz::token::verify::Verifier;
 use proptest::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -249,6 +250,79 @@ proptest! {
         let text = format!(r#"{{"iss":"https://i","exp":{v1},"exp":{v2}}}"#);
         prop_assert!(parse_claims(text.as_bytes()).is_err());
     }
+
+    /// The verifier builds only the claims something reads; what it decides must not depend on
+    /// that: the same registered claims, the same error, and the kept subset of the claims.
+    #[test]
+    fn claims_parse_the_same_whatever_is_kept(
+        members in prop::collection::vec((claim_name(), claim_value()), 0..12),
+        kept in prop::collection::vec(claim_name(), 0..4),
+    ) {
+        let text = format!(
+            "{{{}}}",
+            members.iter().map(|(n, v)| format!("{n:?}:{v}")).collect::<Vec<_>>().join(",")
+        );
+        let keep = KeptClaims::for_paths(kept.iter().map(String::as_str));
+        let all = parse_claims(text.as_bytes());
+        let some = parse_claims_keeping(text.as_bytes(), &keep);
+        match (all, some) {
+            (Ok(a), Ok(s)) => {
+                prop_assert_eq!(
+                    (&a.iss, &a.sub, &a.aud, a.exp, a.nbf, a.iat, &a.jti, &a.parent_jti),
+                    (&s.iss, &s.sub, &s.aud, s.exp, s.nbf, s.iat, &s.jti, &s.parent_jti),
+                );
+                prop_assert_eq!((&a.scopes, &a.cnf_x5t_s256), (&s.scopes, &s.cnf_x5t_s256));
+                let want: serde_json::Map<String, serde_json::Value> =
+                    a.raw.into_iter().filter(|(k, _)| keep.keeps(k)).collect();
+                prop_assert_eq!(want, s.raw);
+            }
+            (Err(a), Err(s)) => prop_assert_eq!(a, s, "{}", text),
+            (a, s) => prop_assert!(false, "{} gave {:?} and {:?}", text, a.map(|_| ()), s.map(|_| ())),
+        }
+    }
+}
+
+/// Claim names: every registered one mesh-authz reads, and others.
+fn claim_name() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "parent_jti",
+        "scope",
+        "scp",
+        "cnf",
+        "roles",
+        "realm",
+        "x",
+    ])
+    .prop_map(str::to_string)
+}
+
+/// Claim values of every JSON type, well and badly typed for each claim.
+fn claim_value() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        r#""https://i""#,
+        r#""a b""#,
+        r#""\u0061""#,
+        r#"["a","b"]"#,
+        r#"["a",1]"#,
+        "[]",
+        "2000000000",
+        "-1",
+        "1.5",
+        "1e400",
+        "18446744073709551615",
+        "true",
+        "null",
+        r#"{"x5t#S256":"abc"}"#,
+        r#"{"x5t#S256":1}"#,
+        r#"{"a":{"b":[1,2]}}"#,
+    ])
 }
 
 // ---------------------------------------------------------------- config loader

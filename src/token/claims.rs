@@ -1,8 +1,13 @@
 //! Type-strict claim parsing and the time, lifetime, audience and required-claim checks.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess};
 use serde_json::{Map, Value};
 
-use super::jws::parse_object;
+use super::json::{Members, Skip, Text, Texts, read_object};
+use super::verified::KeptClaims;
 use super::verify::{Claims, TokenError};
 
 /// The time claims, in unix seconds.
@@ -27,49 +32,63 @@ impl Claims {
     }
 }
 
-/// Parses the JWT claims set: a JSON object with unique members and strictly typed registered
-/// claims. `iss` and `exp` are required.
-///
-/// The payload is parsed once into a map (kept as `raw` for header injection and rules), and the
-/// registered claims are read from it; a second, typed parse would cost more than it saves.
+/// Parses the JWT claims set, keeping every claim in `raw`: see [`parse_claims_keeping`].
 pub fn parse_claims(payload: &[u8]) -> Result<Claims, TokenError> {
-    let raw = parse_object(payload, "claims json")?;
-    let iss = opt_string(&raw, "iss")?.ok_or(TokenError::Malformed("iss"))?;
-    let sub = opt_string(&raw, "sub")?;
-    let jti = opt_string(&raw, "jti")?;
-    let parent_jti = opt_string(&raw, "parent_jti")?;
-    let aud = match raw.get("aud") {
+    parse_claims_keeping(payload, &KeptClaims::All)
+}
+
+/// Parses the JWT claims set: a JSON object with unique members and strictly typed registered
+/// claims; `iss` and `exp` are required. Only the claims `keep` names (registered ones included)
+/// are built into `raw`; the rest are checked as JSON and skipped, in the same single pass.
+pub fn parse_claims_keeping(payload: &[u8], keep: &KeptClaims) -> Result<Claims, TokenError> {
+    let mut m = ClaimMembers {
+        keep,
+        raw: Map::new(),
+        iss: None,
+        sub: None,
+        jti: None,
+        parent_jti: None,
+        aud: None,
+        exp: None,
+        nbf: None,
+        iat: None,
+        scope: None,
+        scp: None,
+        cnf: None,
+    };
+    if !read_object(payload, &mut m) {
+        return Err(TokenError::Malformed("claims json"));
+    }
+    // The checks run in a fixed order whatever the members' order, so a token with several faults
+    // always gets the same reason.
+    let iss = opt_string(m.iss, "iss")?.ok_or(TokenError::Malformed("iss"))?;
+    let sub = opt_string(m.sub, "sub")?;
+    let jti = opt_string(m.jti, "jti")?;
+    let parent_jti = opt_string(m.parent_jti, "parent_jti")?;
+    let aud = match m.aud {
         None => Vec::new(),
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .ok_or(TokenError::Malformed("aud"))?,
-        Some(_) => return Err(TokenError::Malformed("aud")),
+        Some(Texts::One(s)) => vec![s.into_owned()],
+        Some(Texts::Many(items)) => items.into_iter().map(Cow::into_owned).collect(),
+        Some(Texts::Other) => return Err(TokenError::Malformed("aud")),
     };
     // Types first, presence last: a wrongly typed claim is reported as such.
-    let exp = numeric_date(&raw, "exp")?;
-    let nbf = numeric_date(&raw, "nbf")?;
-    let iat = numeric_date(&raw, "iat")?;
+    let exp = numeric_date(m.exp.as_ref(), "exp")?;
+    let nbf = numeric_date(m.nbf.as_ref(), "nbf")?;
+    let iat = numeric_date(m.iat.as_ref(), "iat")?;
 
     let mut scopes: Vec<String> = Vec::new();
-    match raw.get("scope") {
+    match &m.scope {
         None => {}
-        Some(Value::String(s)) => scopes.extend(s.split_ascii_whitespace().map(str::to_string)),
-        Some(_) => return Err(TokenError::Malformed("scope")),
+        Some(Text::Str(s)) => scopes.extend(s.split_ascii_whitespace().map(str::to_string)),
+        Some(Text::Other) => return Err(TokenError::Malformed("scope")),
     }
-    match raw.get("scp") {
+    match m.scp {
         None => {}
-        Some(Value::String(s)) => scopes.extend(s.split_ascii_whitespace().map(str::to_string)),
-        Some(Value::Array(items)) => {
-            for v in items {
-                scopes.push(v.as_str().ok_or(TokenError::Malformed("scp"))?.to_string());
-            }
-        }
-        Some(_) => return Err(TokenError::Malformed("scp")),
+        Some(Texts::One(s)) => scopes.extend(s.split_ascii_whitespace().map(str::to_string)),
+        Some(Texts::Many(items)) => scopes.extend(items.into_iter().map(Cow::into_owned)),
+        Some(Texts::Other) => return Err(TokenError::Malformed("scp")),
     }
-    let cnf_x5t_s256 = match raw.get("cnf") {
+    let cnf_x5t_s256 = match &m.cnf {
         None => None,
         Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
             None => None,
@@ -90,24 +109,109 @@ pub fn parse_claims(payload: &[u8]) -> Result<Claims, TokenError> {
         parent_jti,
         scopes,
         cnf_x5t_s256,
-        raw,
+        raw: m.raw,
     })
 }
 
+/// The registered claims as found, typed later; plus the kept claims as JSON.
+struct ClaimMembers<'k, 'de> {
+    keep: &'k KeptClaims,
+    raw: Map<String, Value>,
+    iss: Option<Text<'de>>,
+    sub: Option<Text<'de>>,
+    jti: Option<Text<'de>>,
+    parent_jti: Option<Text<'de>>,
+    aud: Option<Texts<'de>>,
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    iat: Option<Value>,
+    scope: Option<Text<'de>>,
+    scp: Option<Texts<'de>>,
+    cnf: Option<Value>,
+}
+
+impl<'de> Members<'de> for ClaimMembers<'_, 'de> {
+    fn member<A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<(), A::Error> {
+        if self.keep.keeps(name) {
+            // A kept claim is read once, as JSON, and its registered form is taken from that.
+            let v: Value = map.next_value()?;
+            self.registered(name, &v).map_err(de::Error::custom)?;
+            self.raw.insert(name.to_string(), v);
+            return Ok(());
+        }
+        match name {
+            "iss" => self.iss = Some(map.next_value()?),
+            "sub" => self.sub = Some(map.next_value()?),
+            "jti" => self.jti = Some(map.next_value()?),
+            "parent_jti" => self.parent_jti = Some(map.next_value()?),
+            "aud" => self.aud = Some(map.next_value()?),
+            "exp" => self.exp = Some(map.next_value()?),
+            "nbf" => self.nbf = Some(map.next_value()?),
+            "iat" => self.iat = Some(map.next_value()?),
+            "scope" => self.scope = Some(map.next_value()?),
+            "scp" => self.scp = Some(map.next_value()?),
+            "cnf" => self.cnf = Some(map.next_value()?),
+            _ => {
+                map.next_value::<Skip>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> ClaimMembers<'_, 'de> {
+    /// Sets the registered claim `name` (if it is one) from its JSON value `v`, exactly as
+    /// reading it from the input would have.
+    fn registered(&mut self, name: &str, v: &Value) -> Result<(), serde_json::Error> {
+        let text = || Text::deserialize(v).map(owned_text);
+        let texts = || Texts::deserialize(v).map(owned_texts);
+        match name {
+            "iss" => self.iss = Some(text()?),
+            "sub" => self.sub = Some(text()?),
+            "jti" => self.jti = Some(text()?),
+            "parent_jti" => self.parent_jti = Some(text()?),
+            "aud" => self.aud = Some(texts()?),
+            "exp" => self.exp = Some(v.clone()),
+            "nbf" => self.nbf = Some(v.clone()),
+            "iat" => self.iat = Some(v.clone()),
+            "scope" => self.scope = Some(text()?),
+            "scp" => self.scp = Some(texts()?),
+            "cnf" => self.cnf = Some(v.clone()),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn owned_text(t: Text<'_>) -> Text<'static> {
+    match t {
+        Text::Str(s) => Text::Str(Cow::Owned(s.into_owned())),
+        Text::Other => Text::Other,
+    }
+}
+
+fn owned_texts(t: Texts<'_>) -> Texts<'static> {
+    match t {
+        Texts::One(s) => Texts::One(Cow::Owned(s.into_owned())),
+        Texts::Many(v) => Texts::Many(v.into_iter().map(|s| Cow::Owned(s.into_owned())).collect()),
+        Texts::Other => Texts::Other,
+    }
+}
+
 /// An optional string claim; any other JSON type (a numeric `jti`, `null`, …) is malformed.
-fn opt_string(raw: &Map<String, Value>, name: &'static str) -> Result<Option<String>, TokenError> {
-    match raw.get(name) {
+fn opt_string(v: Option<Text<'_>>, name: &'static str) -> Result<Option<String>, TokenError> {
+    match v {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(TokenError::Malformed(name)),
+        Some(Text::Str(s)) => Ok(Some(s.into_owned())),
+        Some(Text::Other) => Err(TokenError::Malformed(name)),
     }
 }
 
 /// An optional NumericDate (RFC 7519 §2): a non-negative JSON number within `i64`. Fractions are
 /// truncated. Strings, negatives, non-finite or out-of-range values (e.g. `2.001e+206`) are
 /// malformed.
-fn numeric_date(raw: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
-    let Some(v) = raw.get(name) else {
+fn numeric_date(v: Option<&Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
+    let Some(v) = v else {
         return Ok(None);
     };
     let Value::Number(n) = v else {

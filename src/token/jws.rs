@@ -7,11 +7,11 @@ use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::{Map, Value};
+use serde::de::MapAccess;
+use serde_json::Value;
 
 use super::Algorithm;
+use super::json::{Members, Skip, Text, read_object};
 use super::jwk::{KeyLookup, KeySet};
 use super::verify::TokenError;
 
@@ -47,44 +47,6 @@ pub(crate) fn b64url_decode(s: &str, what: &'static str) -> Result<Vec<u8>, Toke
         .map_err(|_| TokenError::Malformed(what))
 }
 
-/// A JSON object whose top-level member names are unique. `serde_json::Map` silently keeps the
-/// last duplicate; two parsers reading different values of one claim is a classic bypass, so a
-/// duplicate is refused instead.
-pub(crate) struct StrictObject(pub Map<String, Value>);
-
-impl<'de> Deserialize<'de> for StrictObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StrictObject;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictObject, A::Error> {
-                let mut out = Map::new();
-                while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                    if out.contains_key(&k) {
-                        return Err(de::Error::custom("duplicate member"));
-                    }
-                    out.insert(k, v);
-                }
-                Ok(StrictObject(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// Parses a JSON object with unique top-level members.
-pub(crate) fn parse_object(
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<Map<String, Value>, TokenError> {
-    serde_json::from_slice::<StrictObject>(bytes)
-        .map(|o| o.0)
-        .map_err(|_| TokenError::Malformed(what))
-}
-
 /// Parses a compact JWS: three strict base64url segments, a header object with a supported `alg`.
 pub fn parse(token: &str) -> Result<CompactJws<'_>, TokenError> {
     let mut parts = token.split('.');
@@ -117,30 +79,55 @@ pub fn parse(token: &str) -> Result<CompactJws<'_>, TokenError> {
     })
 }
 
-/// Parses and checks the protected header.
+/// The header members read, as found; checked once the whole header is read.
+#[derive(Default)]
+struct HeaderMembers<'de> {
+    alg: Option<Text<'de>>,
+    kid: Option<Text<'de>>,
+    crit: Option<Value>,
+    b64: Option<Value>,
+}
+
+impl<'de> Members<'de> for HeaderMembers<'de> {
+    fn member<A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<(), A::Error> {
+        match name {
+            "alg" => self.alg = Some(map.next_value()?),
+            "kid" => self.kid = Some(map.next_value()?),
+            "crit" => self.crit = Some(map.next_value()?),
+            "b64" => self.b64 = Some(map.next_value()?),
+            _ => {
+                map.next_value::<Skip>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses and checks the protected header: a JSON object with unique members.
 fn parse_header(bytes: &[u8]) -> Result<Header, TokenError> {
-    let obj = parse_object(bytes, "header json")?;
+    let mut h = HeaderMembers::default();
+    if !read_object(bytes, &mut h) {
+        return Err(TokenError::Malformed("header json"));
+    }
     // crit first: an extension we do not understand may change how everything else is read.
-    if let Some(crit) = obj.get("crit") {
+    if let Some(crit) = h.crit {
         let names = crit.as_array().ok_or(TokenError::Malformed("crit"))?;
         if names.is_empty() || !names.iter().all(Value::is_string) {
             return Err(TokenError::Malformed("crit"));
         }
         return Err(TokenError::UnsupportedCrit);
     }
-    let alg = match obj.get("alg") {
-        Some(Value::String(a)) => {
-            Algorithm::from_str(a).map_err(|_| TokenError::UnsupportedAlgorithm)?
-        }
-        _ => return Err(TokenError::Malformed("alg")),
+    let alg = match h.alg.as_ref().and_then(Text::as_str) {
+        Some(a) => Algorithm::from_str(a).map_err(|_| TokenError::UnsupportedAlgorithm)?,
+        None => return Err(TokenError::Malformed("alg")),
     };
-    let kid = match obj.get("kid") {
+    let kid = match &h.kid {
         None => None,
-        Some(Value::String(k)) => Some(k.clone()),
-        Some(_) => return Err(TokenError::Malformed("kid")),
+        Some(Text::Str(k)) => Some(k.to_string()),
+        Some(Text::Other) => return Err(TokenError::Malformed("kid")),
     };
     // RFC 7797 unencoded payloads are not supported (b64 must also be listed in crit, refused above).
-    match obj.get("b64") {
+    match h.b64 {
         None | Some(Value::Bool(true)) => {}
         Some(_) => return Err(TokenError::Malformed("b64")),
     }

@@ -4,6 +4,7 @@
 
 pub mod claims;
 pub mod extract;
+mod json;
 pub mod jwk;
 pub mod jwks;
 pub mod jws;

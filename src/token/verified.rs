@@ -39,7 +39,8 @@ impl KeptClaims {
         KeptClaims::Only(names)
     }
 
-    fn keeps(&self, name: &str) -> bool {
+    /// True when the claim `name` is kept.
+    pub fn keeps(&self, name: &str) -> bool {
         match self {
             KeptClaims::All => true,
             KeptClaims::Only(names) => names.binary_search_by(|n| n.as_str().cmp(name)).is_ok(),
@@ -100,7 +101,18 @@ impl VerifiedToken {
         to_headers: &BTreeMap<String, String>,
         keep: &KeptClaims,
     ) -> Self {
-        let mut text = String::new();
+        // Sized up front for the fixed claims and scopes; header values are usually short.
+        let fixed_len = [
+            &claims.sub,
+            &claims.jti,
+            &claims.parent_jti,
+            &claims.cnf_x5t_s256,
+        ]
+        .iter()
+        .map(|s| s.as_ref().map_or(0, String::len))
+        .sum::<usize>();
+        let scopes_len = claims.scopes.iter().map(String::len).sum::<usize>();
+        let mut text = String::with_capacity(fixed_len + scopes_len + 32 * to_headers.len());
         let mut spans = Vec::with_capacity(FIXED + claims.scopes.len() + to_headers.len());
         let mut push = |text: &mut String, s: Option<&str>| match s {
             // Token size is bounded by `limits.max_token_bytes`, far below u32::MAX.

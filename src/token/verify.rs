@@ -9,14 +9,16 @@ use prometheus::{IntCounter, IntGauge};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::claims::{check_audience, check_required, check_time, parse_claims};
+use super::claims::{
+    check_audience, check_required, check_time, parse_claims, parse_claims_keeping,
+};
 use super::jwk::KeySet;
 use super::jwks::JwksCache;
 use super::jws::{self, CompactJws, KeyOutcome};
 use crate::config::{LimitsConfig, ProviderConfig};
 use crate::telemetry::Metrics;
 
-/// The registered claims mesh-authz reads, type-checked, plus every claim as JSON.
+/// The registered claims mesh-authz reads, type-checked, plus the claims something reads as JSON.
 #[derive(Debug, Clone)]
 pub struct Claims {
     /// `iss`.
@@ -39,7 +41,8 @@ pub struct Claims {
     pub scopes: Vec<String>,
     /// RFC 8705 `cnf.x5t#S256` (base64url SHA-256 of the bound certificate).
     pub cnf_x5t_s256: Option<String>,
-    /// Every claim.
+    /// The claims as JSON: every claim from [`parse_claims`](super::claims::parse_claims), only
+    /// the kept ones from [`parse_claims_keeping`](super::claims::parse_claims_keeping).
     pub raw: Map<String, Value>,
 }
 
@@ -152,6 +155,8 @@ pub struct Verifier {
     providers: Vec<Provider>,
     by_issuer: HashMap<String, usize>,
     max_token_bytes: usize,
+    /// Which claims parsing builds as JSON: what any provider keeps, requires or renders.
+    parse_keep: KeptClaims,
     cache: quick_cache::sync::Cache<[u8; 32], CacheEntry>,
     cache_hits: IntCounter,
     cache_misses: IntCounter,
@@ -206,6 +211,7 @@ impl Verifier {
             providers: states,
             by_issuer,
             max_token_bytes: limits.max_token_bytes,
+            parse_keep: KeptClaims::All,
             cache: quick_cache::sync::Cache::new(capacity),
             cache_hits: metrics.token_cache.with_label_values(&["hit"]),
             cache_misses: metrics.token_cache.with_label_values(&["miss"]),
@@ -217,7 +223,8 @@ impl Verifier {
     /// (the claim paths the rules read) can reach, except for providers with
     /// `claims_to_metadata`, which keep all. Without this call every claim is kept.
     pub fn keep_claims_for<'a>(mut self, paths: impl IntoIterator<Item = &'a str>) -> Self {
-        let keep = KeptClaims::for_paths(paths);
+        let paths: Vec<&str> = paths.into_iter().collect();
+        let keep = KeptClaims::for_paths(paths.iter().copied());
         for p in &mut self.providers {
             p.keep = if p.config.claims_to_metadata {
                 KeptClaims::All
@@ -225,6 +232,20 @@ impl Verifier {
                 keep.clone()
             };
         }
+        // Parsing runs before the issuer is known, so it builds what any provider reads.
+        self.parse_keep = if self.providers.iter().any(|p| p.keep == KeptClaims::All) {
+            KeptClaims::All
+        } else {
+            KeptClaims::for_paths(paths.iter().copied().chain(self.providers.iter().flat_map(
+                |p| {
+                    p.config
+                        .required_claims
+                        .iter()
+                        .chain(p.config.claims_to_headers.keys())
+                        .map(String::as_str)
+                },
+            )))
+        };
         self
     }
 
@@ -291,7 +312,7 @@ impl Verifier {
         self.cache_misses.inc();
 
         let jws = jws::parse(token)?;
-        let claims = parse_claims(&jws.payload)?;
+        let claims = parse_claims_keeping(&jws.payload, &self.parse_keep)?;
         let index = *self
             .by_issuer
             .get(&claims.iss)
