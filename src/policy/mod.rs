@@ -1,6 +1,6 @@
 //! Per-route rules: the first rule that matches a request says what it requires.
 //!
-//! [`matcher`] decides which requests a rule applies to; [`require`] holds the checks of what the
+//! `matcher` decides which requests a rule applies to; `require` holds the checks of what the
 //! caller must prove. [`Policy::new`] validates the whole rule list and reports every problem.
 
 mod matcher;

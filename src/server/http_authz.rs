@@ -3,7 +3,7 @@
 //! Envoy sends one authorization request per client request: the original method, the original
 //! path (query included) appended to its `path_prefix` (`/check/orders/42?x=1`), the client
 //! headers its `allowed_headers` select, and no body. This adapter builds the same transport-free
-//! [`check::Request`] the gRPC adapter builds and asks the same [`Checker`]:
+//! [`check::Request`] the gRPC adapter builds and asks the same [`Checker`](crate::check::Checker):
 //!
 //! * allow → `200`, each header to set as a response header (Envoy copies those its
 //!   `allowed_upstream_headers` match onto the upstream request, overwriting the client's), and

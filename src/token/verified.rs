@@ -101,18 +101,7 @@ impl VerifiedToken {
         to_headers: &BTreeMap<String, String>,
         keep: &KeptClaims,
     ) -> Self {
-        // Sized up front for the fixed claims and scopes; header values are usually short.
-        let fixed_len = [
-            &claims.sub,
-            &claims.jti,
-            &claims.parent_jti,
-            &claims.cnf_x5t_s256,
-        ]
-        .iter()
-        .map(|s| s.as_ref().map_or(0, String::len))
-        .sum::<usize>();
-        let scopes_len = claims.scopes.iter().map(String::len).sum::<usize>();
-        let mut text = String::with_capacity(fixed_len + scopes_len + 32 * to_headers.len());
+        let mut text = String::new();
         let mut spans = Vec::with_capacity(FIXED + claims.scopes.len() + to_headers.len());
         let mut push = |text: &mut String, s: Option<&str>| match s {
             // Token size is bounded by `limits.max_token_bytes`, far below u32::MAX.
