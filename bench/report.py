@@ -102,7 +102,7 @@ def cmd_render(a):
     L = []
     L.append(f"# mesh-authz benchmark — {meta.get('date', '?')}\n")
     L.append(f"Commit `{meta.get('commit')}`, Envoy {meta.get('envoy')} (`--concurrency 1`), "
-             f"{meta.get('cpus')} CPUs ({meta.get('cpu_model')}), {meta.get('rounds')} interleaved rounds of "
+             f"{meta.get('cpus')} CPUs ({meta.get('cpu_model')}), {meta.get('rounds')} interleaved rounds (odd rounds in one order, even rounds reversed) of "
              f"{meta.get('seconds')} s per setup; h2load `--h1 -c {meta.get('connections')}` on the same machine; "
              "every number is the median over rounds. Produced by `bench/run`; raw data in the `.jsonl` beside this file.\n")
     L.append("## End to end through Envoy\n")
