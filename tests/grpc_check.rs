@@ -116,6 +116,51 @@ async fn claims_to_metadata_puts_the_claims_in_dynamic_metadata() {
     assert!(!set_headers(&r).contains_key("x-auth-scope"));
 }
 
+/// No rule reads `tenant` or `org`, so the verifier builds only what the provider itself reads:
+/// the required claim and the claims rendered into headers must still be seen, on a miss and on
+/// every cache hit.
+#[tokio::test]
+async fn required_claims_and_claim_headers_are_read_although_no_rule_reads_them() {
+    let mut e = Env::start(|uri| {
+        config(uri, "").replace(
+            "claims_to_headers: { sub: x-auth-subject, scope: x-auth-scope }",
+            "claims_to_headers: { sub: x-auth-subject, tenant: x-tenant, org.unit: x-unit }\n    \
+             required_claims: [tenant]",
+        )
+    })
+    .await;
+    let token = mint(&e.key, "alice", |o| {
+        o.extra.insert("tenant".into(), serde_json::json!("acme"));
+        o.extra
+            .insert("org".into(), serde_json::json!({ "unit": "payments" }));
+        o.extra.insert("unread".into(), serde_json::json!([1, 2]));
+    });
+    for _ in 0..2 {
+        let r = check(
+            &mut e.client,
+            Req::get("/api/orders").bearer(&token).principal(SPIFFE_OK),
+        )
+        .await;
+        assert_eq!(verdict(&r), (200, 0), "reason {}", reason(&r));
+        let set = set_headers(&r);
+        assert_eq!(set["x-tenant"].0, "acme");
+        assert_eq!(set["x-unit"].0, "payments");
+        assert_eq!(set["x-auth-subject"].0, "alice");
+    }
+    let without = mint(&e.key, "bob", |_| {});
+    let r = check(
+        &mut e.client,
+        Req::get("/api/orders")
+            .bearer(&without)
+            .principal(SPIFFE_OK),
+    )
+    .await;
+    assert_eq!(
+        (verdict(&r), reason(&r).as_str()),
+        ((401, 16), "token_missing_claim")
+    );
+}
+
 #[tokio::test]
 async fn client_sent_identity_headers_cannot_be_smuggled() {
     let mut e = env().await;
