@@ -58,6 +58,31 @@ impl<'de, M: Members<'de>> Visitor<'de> for ObjectVisitor<'_, 'de, M> {
     }
 }
 
+/// The visitor methods for JSON scalars a reader does not take (booleans, numbers, `null`): each
+/// yields `$other`.
+macro_rules! scalars_yield {
+    ($ty:ty, $other:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<$ty, E> {
+            Ok($other)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<$ty, E> {
+            Ok($other)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<$ty, E> {
+            Ok($other)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<$ty, E> {
+            Ok($other)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<$ty, E> {
+            Ok($other)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<$ty, E> {
+            Ok($other)
+        }
+    };
+}
+
 /// A JSON value read and dropped, held to the same rules as building a `serde_json::Value`
 /// (an out-of-range number such as `1e400` is an error). serde's `IgnoredAny` would accept it, so
 /// whether a token parses would depend on which claims are kept.
@@ -77,25 +102,8 @@ impl<'de> Visitor<'de> for SkipVisitor {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
+    scalars_yield!(Skip, Skip);
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Skip, E> {
         Ok(Skip)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
@@ -143,6 +151,7 @@ impl<'de> Visitor<'de> for TextVisitor {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
+    scalars_yield!(Text<'de>, Text::Other);
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
         Ok(Text::Str(Cow::Borrowed(v)))
     }
@@ -151,24 +160,6 @@ impl<'de> Visitor<'de> for TextVisitor {
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
         Ok(Text::Str(Cow::Owned(v)))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Text<'de>, E> {
-        Ok(Text::Other)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Text<'de>, E> {
-        Ok(Text::Other)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Text<'de>, E> {
-        Ok(Text::Other)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Text<'de>, E> {
-        Ok(Text::Other)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Text<'de>, E> {
-        Ok(Text::Other)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Text<'de>, E> {
-        Ok(Text::Other)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text<'de>, A::Error> {
         while seq.next_element::<Skip>()?.is_some() {}
@@ -200,6 +191,7 @@ impl<'de> Deserialize<'de> for Texts<'de> {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("any JSON value")
             }
+            scalars_yield!(Texts<'de>, Texts::Other);
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Texts<'de>, A::Error> {
                 let mut items = Vec::new();
                 let mut all_strings = true;
@@ -223,21 +215,6 @@ impl<'de> Deserialize<'de> for Texts<'de> {
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Texts<'de>, E> {
                 Ok(Texts::One(Cow::Owned(v)))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Texts<'de>, E> {
-                Ok(Texts::Other)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Texts<'de>, E> {
-                Ok(Texts::Other)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Texts<'de>, E> {
-                Ok(Texts::Other)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Texts<'de>, E> {
-                Ok(Texts::Other)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Texts<'de>, E> {
-                Ok(Texts::Other)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Texts<'de>, A::Error> {
                 while map.next_entry::<Skip, Skip>()?.is_some() {}
