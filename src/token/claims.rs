@@ -163,8 +163,9 @@ impl<'de> ClaimMembers<'_, 'de> {
     /// Sets the registered claim `name` (if it is one) from its JSON value `v`, exactly as
     /// reading it from the input would have.
     fn registered(&mut self, name: &str, v: &Value) -> Result<(), serde_json::Error> {
-        let text = || Text::deserialize(v).map(owned_text);
-        let texts = || Texts::deserialize(v).map(owned_texts);
+        // From an owned copy, the strings arrive owned: nothing borrows from `v`.
+        let text = || Text::deserialize(v.clone());
+        let texts = || Texts::deserialize(v.clone());
         match name {
             "iss" => self.iss = Some(text()?),
             "sub" => self.sub = Some(text()?),
@@ -180,21 +181,6 @@ impl<'de> ClaimMembers<'_, 'de> {
             _ => {}
         }
         Ok(())
-    }
-}
-
-fn owned_text(t: Text<'_>) -> Text<'static> {
-    match t {
-        Text::Str(s) => Text::Str(Cow::Owned(s.into_owned())),
-        Text::Other => Text::Other,
-    }
-}
-
-fn owned_texts(t: Texts<'_>) -> Texts<'static> {
-    match t {
-        Texts::One(s) => Texts::One(Cow::Owned(s.into_owned())),
-        Texts::Many(v) => Texts::Many(v.into_iter().map(|s| Cow::Owned(s.into_owned())).collect()),
-        Texts::Other => Texts::Other,
     }
 }
 
