@@ -1,4 +1,4 @@
-//! Table-driven identity tests against the shared vectors (`xfcc/xfcc_cases.json`), through the
+//! Table-driven identity tests against the conformance vectors in `tests/vectors/` (`xfcc/xfcc_cases.json`), through the
 //! public API only.
 
 use std::collections::HashMap;
@@ -10,17 +10,10 @@ use mesh_authz::identity::xfcc::{self, XfccElement};
 use mesh_authz::identity::{self, Source, SpiffeId};
 use serde_json::Value;
 
-/// `shared/vectors`, beside the checkout (`../shared`) or beside the worktree dir (`../../shared`).
-/// Missing vectors fail the test: never skip silently.
+/// `tests/vectors/`, in the repository (provenance and licences in its README). A missing file
+/// fails the test: never skip silently.
 fn vectors_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for up in ["..", "../.."] {
-        let dir = manifest.join(up).join("shared/vectors");
-        if dir.is_dir() {
-            return dir;
-        }
-    }
-    panic!("shared/vectors not found beside {}", manifest.display());
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 fn xfcc_cases() -> Value {

@@ -1,4 +1,4 @@
-//! Conformance vectors (see `shared/vectors/README.md`), table-driven through the public API:
+//! Conformance vectors (see `tests/vectors/README.md`), table-driven through the public API:
 //! `KeySet::parse`, `jws::parse` + `jws::verify_signature` for signature-level cases whose payload
 //! is not a JWT, `claims::parse_claims` for parse cases, and a `Verifier` over a JWKS file for
 //! Envoy's end-to-end tokens.
@@ -21,17 +21,9 @@ use mesh_authz::token::verify::{TokenError, Verifier, verify_with_keys};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+/// `tests/vectors/`, in the repository (provenance and licences in its README).
 fn vectors_dir() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for cand in [
-        root.join("../shared/vectors"),
-        root.join("../../shared/vectors"),
-    ] {
-        if cand.is_dir() {
-            return cand;
-        }
-    }
-    panic!("conformance vectors not found beside {}", root.display());
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 fn load(rel: &str) -> Value {

@@ -656,18 +656,9 @@ mod tests {
         );
     }
 
+    /// `tests/vectors/`, in the repository (provenance and licences in its README).
     fn vectors_dir() -> std::path::PathBuf {
-        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let first = base.join("../shared/vectors");
-        if first.is_dir() {
-            return first;
-        }
-        let second = base.join("../../shared/vectors");
-        assert!(
-            second.is_dir(),
-            "conformance vectors not found beside the checkout"
-        );
-        second
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
     }
 
     /// Envoy jwt_authn's NestedGoodToken / GoodTokenWithSpaces payloads drive the claim and scope
