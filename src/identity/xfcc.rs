@@ -23,6 +23,11 @@
 //!
 //! Identity comes only from the LAST element: under `APPEND_FORWARD` (Istio's sidecar inbound)
 //! the proxy in front of us appended it, while earlier elements are whatever the client sent.
+//!
+//! Envoy writes `URI` and `DNS` values unquoted and unescaped, so a certificate SAN holding `;`
+//! adds fields to the element Envoy writes, and one holding `,` splits it in two. The grammar
+//! cannot see that; [`crate::identity`] refuses what a split or an injection leaves behind (see
+//! [`XfccElement::envoy_order`]). Envoy 1.40's `JSON` format ([`parse_json`]) escapes every value.
 
 /// Longest header accepted, in bytes.
 pub const MAX_XFCC_LEN: usize = 64 * 1024;
@@ -65,6 +70,9 @@ pub enum XfccError {
     /// `Hash`, `Cert`, `Chain` or `Subject` twice in one element.
     #[error("duplicate {0} in one element")]
     DuplicateKey(&'static str),
+    /// The JSON format: not a JSON array of objects with Envoy's keys, or a key given twice.
+    #[error("not a JSON array of XFCC objects")]
+    Json,
 }
 
 /// A key this parser knows.
@@ -117,7 +125,7 @@ impl XfccKey {
 }
 
 /// One element (one hop's client certificate), typed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XfccElement {
     /// `By` values, in order.
     pub by: Vec<String>,
@@ -133,11 +141,49 @@ pub struct XfccElement {
     pub uris: Vec<String>,
     /// `DNS` values, in order.
     pub dns: Vec<String>,
+    /// The known keys came in the order Envoy writes them (`By`, `Hash`, `Cert`, `Chain`,
+    /// `Subject`, `URI`, `DNS`). A SAN that smuggles in `;URI=…` after a `DNS` field, or a
+    /// `Subject` after a `URI`, breaks it. Always true for the JSON format.
+    pub envoy_order: bool,
+}
+
+impl Default for XfccElement {
+    /// An element without fields (trivially in Envoy's order).
+    fn default() -> Self {
+        XfccElement {
+            by: Vec::new(),
+            hash: None,
+            cert: None,
+            chain: None,
+            subject: None,
+            uris: Vec::new(),
+            dns: Vec::new(),
+            envoy_order: true,
+        }
+    }
+}
+
+/// Envoy's position of a key in an element it writes.
+fn envoy_rank(key: XfccKey) -> u8 {
+    match key {
+        XfccKey::By => 0,
+        XfccKey::Hash => 1,
+        XfccKey::Cert => 2,
+        XfccKey::Chain => 3,
+        XfccKey::Subject => 4,
+        XfccKey::Uri => 5,
+        XfccKey::Dns => 6,
+    }
 }
 
 impl XfccElement {
     fn from_pairs(pairs: Vec<(XfccKey, String)>) -> Result<XfccElement, XfccError> {
-        let mut el = XfccElement::default();
+        let mut el = XfccElement {
+            envoy_order: pairs
+                .windows(2)
+                .all(|w| envoy_rank(w[0].0) <= envoy_rank(w[1].0)),
+            ..XfccElement::default()
+        };
         for (key, value) in pairs {
             let single = match key {
                 XfccKey::By => {
@@ -172,6 +218,57 @@ pub fn parse(header: &str) -> Result<Vec<XfccElement>, XfccError> {
         .into_iter()
         .map(XfccElement::from_pairs)
         .collect()
+}
+
+/// One element of Envoy's JSON format (`set_current_client_cert_details.format: JSON`). Unknown
+/// keys and repeated keys are refused: every byte of the header is accounted for.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonElement {
+    #[serde(default)]
+    by: Vec<String>,
+    hash: Option<String>,
+    cert: Option<String>,
+    #[serde(default)]
+    chain: Vec<String>,
+    subject: Option<String>,
+    #[serde(default)]
+    uri: Vec<String>,
+    #[serde(default)]
+    dns: Vec<String>,
+    #[allow(dead_code)]
+    issuer: Option<String>,
+}
+
+/// Parses Envoy's JSON format: `[{"hash":…,"cert":…,"uri":[…],…}, …]`. `Cert` and `Chain` are
+/// plain PEM there. An empty header is no elements; anything but a JSON array of objects with
+/// Envoy's keys (each at most once) is an error, including the text format Envoy falls back to
+/// when the client's header was not JSON.
+pub fn parse_json(header: &str) -> Result<Vec<XfccElement>, XfccError> {
+    if header.len() > MAX_XFCC_LEN {
+        return Err(XfccError::TooLong);
+    }
+    if header.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The parse error is not passed on: it could quote the header.
+    let elements: Vec<JsonElement> = serde_json::from_str(header).map_err(|_| XfccError::Json)?;
+    if elements.len() > MAX_XFCC_ELEMENTS {
+        return Err(XfccError::TooManyElements);
+    }
+    Ok(elements
+        .into_iter()
+        .map(|e| XfccElement {
+            by: e.by,
+            hash: e.hash,
+            cert: e.cert,
+            chain: (!e.chain.is_empty()).then(|| e.chain.concat()),
+            subject: e.subject,
+            uris: e.uri,
+            dns: e.dns,
+            envoy_order: true,
+        })
+        .collect())
 }
 
 /// Parses the header and returns its last element (the one the nearest proxy wrote), if any.
