@@ -244,10 +244,14 @@ async fn identity_attacks_are_refused() {
             (403, "peer_invalid_xfcc"),
         );
         // `"` and `=` in a SAN: not Envoy's grammar once copied unescaped.
-        for san in [format!("urn:x\";URI={ADMIN}"), "urn:a=b".to_owned()] {
+        for san in [
+            format!("urn:x\";URI={ADMIN}"),
+            format!("\"{ADMIN}\""),
+            "urn:a=b".to_owned(),
+        ] {
             let l = leaf(&pki, &[&san], &[]);
             add(
-                "'\"' or '=' in a URI SAN",
+                "'\"' or '=' in a URI SAN (a quoted SAN unquotes to the admin ID)",
                 mode,
                 Req::get("/admin").header(XFCC, &envoy_text(&l, &[&san], &[], with_cert)),
                 (403, "peer_invalid_xfcc"),

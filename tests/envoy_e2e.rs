@@ -777,15 +777,39 @@ async fn xfcc_san_injection_through_envoy() {
     let replay_uri = format!("urn:x,Hash={victim_sha};Cert={victim_enc};URI={SPIFFE_ADMIN}");
     let semicolon_dns = format!("a.example;URI={SPIFFE_ADMIN}");
     let split_dns = format!("a.example,Hash={victim_sha};URI={SPIFFE_ADMIN}");
-    let attacks: Vec<(&str, (String, String))> = vec![
-        ("';' in URI SAN", san_leaf(pki, &[&semicolon_uri], &[])),
-        ("',' in URI SAN", san_leaf(pki, &[&split_uri], &[])),
+    let quoted_uri = format!("\"{SPIFFE_ADMIN}\"");
+    // (name, client certificate, what Envoy's text XFCC must hold verbatim)
+    let attacks: Vec<(&str, (String, String), String)> = vec![
+        (
+            "';' in URI SAN",
+            san_leaf(pki, &[&semicolon_uri], &[]),
+            format!("URI={semicolon_uri}"),
+        ),
+        (
+            "',' in URI SAN",
+            san_leaf(pki, &[&split_uri], &[]),
+            format!("URI={split_uri}"),
+        ),
         (
             "',' in URI SAN + victim Cert",
             san_leaf(pki, &[&replay_uri], &[]),
+            format!("URI={replay_uri}"),
         ),
-        ("';' in DNS SAN", san_leaf(pki, &[], &[&semicolon_dns])),
-        ("',' in DNS SAN", san_leaf(pki, &[SPIFFE_OK], &[&split_dns])),
+        (
+            "'\"' around a URI SAN",
+            san_leaf(pki, &[&quoted_uri], &[]),
+            format!("URI={quoted_uri}"),
+        ),
+        (
+            "';' in DNS SAN",
+            san_leaf(pki, &[], &[&semicolon_dns]),
+            format!("DNS={semicolon_dns}"),
+        ),
+        (
+            "',' in DNS SAN",
+            san_leaf(pki, &[SPIFFE_OK], &[&split_dns]),
+            format!("DNS={split_dns}"),
+        ),
     ];
     let alice_cert = pki.leaf(SPIFFE_OK);
     let token = mint(&key, "alice", |_| {});
@@ -876,7 +900,7 @@ async fn xfcc_san_injection_through_envoy() {
             }
         }
 
-        for (attack, cert) in &attacks {
+        for (attack, cert, verbatim) in &attacks {
             let client = certs.client(envoy.port, Some(cert));
             // What Envoy really forwards (anonymous rule: mesh-authz lets it through): the SAN
             // text is in the header verbatim, unescaped in the text format.
@@ -888,7 +912,7 @@ async fn xfcc_san_injection_through_envoy() {
                     seen.status
                 ));
             }
-            if !json && !forwarded.contains(&format!(";URI={SPIFFE_ADMIN}")) {
+            if !json && !forwarded.contains(verbatim.as_str()) {
                 failures.push(format!(
                     "{label} / {attack}: Envoy escaped the SAN: {forwarded}"
                 ));

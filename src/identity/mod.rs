@@ -268,6 +268,9 @@ fn from_xfcc(header: &str, cfg: &XfccConfig) -> Result<Facts, IdentityError> {
     if !el.envoy_order {
         return Err(xfcc_err("fields out of the order Envoy writes them"));
     }
+    if !el.envoy_quoting {
+        return Err(xfcc_err("a quoted value Envoy never quotes"));
+    }
     if cfg.format == XfccFormat::Text && el.uris.len() > 1 {
         return Err(xfcc_err(
             "more than one URI in the last element without a Cert to check them",
@@ -453,6 +456,9 @@ mod tests {
             format!("URI={ALICE};Hash={H64}"),
             // URI SAN `urn:x;Hash=<victim>`: a second Hash.
             format!("Hash={H64};URI=urn:x;Hash={H64}"),
+            // URI SAN `"<admin>"`, quotes included: Envoy never quotes a URI.
+            format!("Hash={H64};URI=\"{ADMIN}\""),
+            format!("Hash=\"{H64}\";URI={ALICE}"),
         ];
         for h in &cases {
             let err = resolve(&c, &peer("", ""), &xfcc(h)).unwrap_err();

@@ -145,6 +145,10 @@ pub struct XfccElement {
     /// `Subject`, `URI`, `DNS`). A SAN that smuggles in `;URI=…` after a `DNS` field, or a
     /// `Subject` after a `URI`, breaks it. Always true for the JSON format.
     pub envoy_order: bool,
+    /// Only `Cert`, `Chain` and `Subject` values were quoted, as Envoy writes them. A URI SAN
+    /// `"spiffe://…"` (quotes included) would otherwise read as the unquoted ID. Always true for
+    /// the JSON format.
+    pub envoy_quoting: bool,
 }
 
 impl Default for XfccElement {
@@ -159,6 +163,7 @@ impl Default for XfccElement {
             uris: Vec::new(),
             dns: Vec::new(),
             envoy_order: true,
+            envoy_quoting: true,
         }
     }
 }
@@ -177,14 +182,19 @@ fn envoy_rank(key: XfccKey) -> u8 {
 }
 
 impl XfccElement {
-    fn from_pairs(pairs: Vec<(XfccKey, String)>) -> Result<XfccElement, XfccError> {
+    fn from_pairs(pairs: Vec<RawPair>) -> Result<XfccElement, XfccError> {
         let mut el = XfccElement {
             envoy_order: pairs
                 .windows(2)
                 .all(|w| envoy_rank(w[0].0) <= envoy_rank(w[1].0)),
+            // Envoy quotes only Cert, Chain and Subject; a quoted URI means a SAN that began and
+            // ended with '"', which the grammar would otherwise unquote into another value.
+            envoy_quoting: pairs.iter().all(|(k, _, quoted)| {
+                !quoted || matches!(k, XfccKey::Cert | XfccKey::Chain | XfccKey::Subject)
+            }),
             ..XfccElement::default()
         };
-        for (key, value) in pairs {
+        for (key, value, _) in pairs {
             let single = match key {
                 XfccKey::By => {
                     el.by.push(value);
@@ -214,7 +224,7 @@ impl XfccElement {
 
 /// Parses the header into typed elements. An empty header is no elements (treated as absent).
 pub fn parse(header: &str) -> Result<Vec<XfccElement>, XfccError> {
-    parse_pairs(header)?
+    parse_raw(header)?
         .into_iter()
         .map(XfccElement::from_pairs)
         .collect()
@@ -267,6 +277,7 @@ pub fn parse_json(header: &str) -> Result<Vec<XfccElement>, XfccError> {
             uris: e.uri,
             dns: e.dns,
             envoy_order: true,
+            envoy_quoting: true,
         })
         .collect())
 }
@@ -279,6 +290,16 @@ pub fn last_element(header: &str) -> Result<Option<XfccElement>, XfccError> {
 /// Parses the header into elements of `(key, value)` pairs in header order, unknown keys dropped.
 /// Grammar-level only: repeated single-valued keys are not rejected here (see [`parse`]).
 pub fn parse_pairs(header: &str) -> Result<Vec<Vec<(XfccKey, String)>>, XfccError> {
+    Ok(parse_raw(header)?
+        .into_iter()
+        .map(|el| el.into_iter().map(|(k, v, _)| (k, v)).collect())
+        .collect())
+}
+
+/// `(key, value, value was quoted)`.
+type RawPair = (XfccKey, String, bool);
+
+fn parse_raw(header: &str) -> Result<Vec<Vec<RawPair>>, XfccError> {
     if header.len() > MAX_XFCC_LEN {
         return Err(XfccError::TooLong);
     }
@@ -315,7 +336,8 @@ pub fn parse_pairs(header: &str) -> Result<Vec<Vec<(XfccKey, String)>>, XfccErro
         pos += 1; // '='
 
         // Value.
-        let value = if b.get(pos) == Some(&b'"') {
+        let quoted = b.get(pos) == Some(&b'"');
+        let value = if quoted {
             let (value, end) = quoted_value(b, pos + 1)?;
             pos = end;
             value
@@ -332,7 +354,7 @@ pub fn parse_pairs(header: &str) -> Result<Vec<Vec<(XfccKey, String)>>, XfccErro
             header.get(start..pos).unwrap_or("").to_owned()
         };
         if let Some(k) = XfccKey::from_name(key) {
-            current.push((k, value));
+            current.push((k, value, quoted));
         }
 
         // Separator.
@@ -352,10 +374,7 @@ pub fn parse_pairs(header: &str) -> Result<Vec<Vec<(XfccKey, String)>>, XfccErro
     }
 }
 
-fn push_element(
-    elements: &mut Vec<Vec<(XfccKey, String)>>,
-    element: Vec<(XfccKey, String)>,
-) -> Result<(), XfccError> {
+fn push_element<T>(elements: &mut Vec<Vec<T>>, element: Vec<T>) -> Result<(), XfccError> {
     if elements.len() >= MAX_XFCC_ELEMENTS {
         return Err(XfccError::TooManyElements);
     }
