@@ -2,8 +2,9 @@
 //!
 //! Sources, in the configured order: Envoy's `source.principal`, the forwarded peer certificate
 //! (`source.certificate`), and — only with `identity.trust_xfcc: true` — the LAST element of
-//! `x-forwarded-client-cert`. Trust-domain filtering is the check pipeline's job
-//! ([`trust_domain_allowed`]).
+//! `x-forwarded-client-cert`, read as `identity.xfcc` says the proxy writes it (see `from_xfcc`:
+//! no text inside a certificate may change the identity or thumbprint read). Trust-domain
+//! filtering is the check pipeline's job ([`peer_in_trust_domains`]).
 
 pub mod certificate;
 pub mod spiffe;
