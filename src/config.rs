@@ -292,12 +292,55 @@ pub struct IdentityConfig {
     /// Read `x-forwarded-client-cert` (only behind a proxy that sanitizes it).
     #[serde(default)]
     pub trust_xfcc: bool,
-    /// Accepted SPIFFE trust domains; empty accepts any.
+    /// Accepted SPIFFE trust domains; empty accepts any. When set, a peer without a SPIFFE ID in
+    /// one of them is foreign.
     #[serde(default)]
     pub trust_domains: Vec<String>,
     /// Header that carries the caller's SPIFFE ID upstream.
     #[serde(default = "default_spiffe_id_header")]
     pub spiffe_id_header: String,
+    /// What the proxy in front writes into `x-forwarded-client-cert` (read with `trust_xfcc`).
+    #[serde(default)]
+    pub xfcc: XfccConfig,
+}
+
+/// How the proxy in front of mesh-authz forwards client certificate details
+/// (`forward_client_cert_details`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XfccProxyMode {
+    /// `SANITIZE_SET`: the header holds exactly one element, the one the proxy wrote.
+    #[default]
+    SanitizeSet,
+    /// `APPEND_FORWARD` (Istio sidecars): the proxy appends its element to what the client sent.
+    AppendForward,
+}
+
+/// The XFCC serialisation the proxy emits (`set_current_client_cert_details.format`, Envoy 1.40).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XfccFormat {
+    /// Envoy's classic `Key=value;…,…` text; URI and DNS values are written unescaped.
+    #[default]
+    Text,
+    /// Envoy's `JSON` format: a JSON array of objects, every value escaped.
+    Json,
+}
+
+/// `identity.xfcc`: what the trusted proxy writes, so that nothing else is accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct XfccConfig {
+    /// `sanitize_set` (one element) or `append_forward` (several; needs `require_cert`).
+    #[serde(default)]
+    pub proxy_mode: XfccProxyMode,
+    /// The proxy writes `Cert` (`set_current_client_cert_details.cert: true`): identity and
+    /// thumbprint come from the certificate, every other field is checked against it.
+    #[serde(default)]
+    pub require_cert: bool,
+    /// `text` or `json`, as the proxy's `set_current_client_cert_details.format`.
+    #[serde(default)]
+    pub format: XfccFormat,
 }
 
 impl Default for IdentityConfig {
@@ -307,6 +350,7 @@ impl Default for IdentityConfig {
             trust_xfcc: false,
             trust_domains: Vec::new(),
             spiffe_id_header: default_spiffe_id_header(),
+            xfcc: XfccConfig::default(),
         }
     }
 }

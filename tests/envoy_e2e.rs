@@ -390,7 +390,7 @@ impl Mode {
     fn identity(self) -> &'static str {
         match self {
             Mode::Grpc => "",
-            Mode::Http => "  sources: [xfcc]\n  trust_xfcc: true\n",
+            Mode::Http => "  sources: [xfcc]\n  trust_xfcc: true\n  xfcc: { require_cert: true }\n",
         }
     }
 }
@@ -593,9 +593,17 @@ async fn contract(mode: Mode) {
     assert_eq!(seen.upstream("x-auth-spiffe-id"), [SPIFFE_OK], "{m}");
     let seen = send(&alice2, &envoy.url("/bound/x"), Some(&bound), &[]).await;
     assert_eq!(
-        seen.status, 403,
+        seen.status, 401,
         "{m}: bound token accepted with another certificate"
     );
+    let challenge = seen.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{m}: {challenge:?}"
+    );
+    // RFC 8705 §3: the binding holds on a rule without `bound_token` too.
+    let seen = send(&alice2, &url, Some(&bound), &[]).await;
+    assert_eq!(seen.status, 401, "{m}: bound token replayed on /api");
 
     // No client certificate: the TLS handshake itself is refused.
     let anonymous = certs.client(envoy.port, None);
@@ -713,4 +721,225 @@ async fn envoy_reaches_mesh_authz_over_mtls() {
     assert_eq!(seen.status, 503, "{}", seen.body);
     assert_eq!(upstream.hits(), before);
     drop((envoy, envoy2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity forged through certificate SANs (Envoy copies URI/DNS SANs into XFCC unescaped)
+// ---------------------------------------------------------------------------------------------
+
+/// A client certificate from `pki` with arbitrary URI and DNS SAN text (rcgen writes any IA5).
+fn san_leaf(pki: &Pki, uris: &[&str], dns: &[&str]) -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    for u in uris {
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            rcgen::string::Ia5String::try_from(*u).unwrap(),
+        ));
+    }
+    for d in dns {
+        params.subject_alt_names.push(rcgen::SanType::DnsName(
+            rcgen::string::Ia5String::try_from(*d).unwrap(),
+        ));
+    }
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "client");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &pki.ca).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn injection_config(jwks_uri: &str, identity: &str) -> String {
+    authz_config(jwks_uri, identity, "").replace(
+        "rules:\n",
+        "rules:\n  - name: public\n    match: { path_prefix: /public }\n    allow_anonymous: true\n",
+    )
+}
+
+/// Certificates from the trusted CA whose SANs forge the admin SPIFFE ID or a victim's thumbprint,
+/// through the shipped bootstraps: the HTTP one (`sources: [xfcc]`) and the gRPC one with
+/// `sources: [principal, xfcc]`, with the identity configs operators have (the pre-`xfcc` one and
+/// `require_cert`), and Envoy 1.40's JSON format. Every forgery must be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xfcc_san_injection_through_envoy() {
+    let (jwks, key) = issuer().await;
+    let certs = Certs::new();
+    let upstream = Echo::start().await;
+    let pki = &certs.pki;
+
+    let victim = pki.leaf(SPIFFE_ADMIN);
+    let victim_sha =
+        hex::encode(mesh_authz::identity::certificate::sha256_of_pem(&victim.0).unwrap());
+    let victim_enc =
+        percent_encoding::utf8_percent_encode(&victim.0, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let semicolon_uri = format!("urn:x;URI={SPIFFE_ADMIN}");
+    let split_uri = format!("urn:x,Hash={victim_sha};URI={SPIFFE_ADMIN}");
+    let replay_uri = format!("urn:x,Hash={victim_sha};Cert={victim_enc};URI={SPIFFE_ADMIN}");
+    let semicolon_dns = format!("a.example;URI={SPIFFE_ADMIN}");
+    let split_dns = format!("a.example,Hash={victim_sha};URI={SPIFFE_ADMIN}");
+    let quoted_uri = format!("\"{SPIFFE_ADMIN}\"");
+    // (name, client certificate, what Envoy's text XFCC must hold verbatim)
+    let attacks: Vec<(&str, (String, String), String)> = vec![
+        (
+            "';' in URI SAN",
+            san_leaf(pki, &[&semicolon_uri], &[]),
+            format!("URI={semicolon_uri}"),
+        ),
+        (
+            "',' in URI SAN",
+            san_leaf(pki, &[&split_uri], &[]),
+            format!("URI={split_uri}"),
+        ),
+        (
+            "',' in URI SAN + victim Cert",
+            san_leaf(pki, &[&replay_uri], &[]),
+            format!("URI={replay_uri}"),
+        ),
+        (
+            "'\"' around a URI SAN",
+            san_leaf(pki, &[&quoted_uri], &[]),
+            format!("URI={quoted_uri}"),
+        ),
+        (
+            "';' in DNS SAN",
+            san_leaf(pki, &[], &[&semicolon_dns]),
+            format!("DNS={semicolon_dns}"),
+        ),
+        (
+            "',' in DNS SAN",
+            san_leaf(pki, &[SPIFFE_OK], &[&split_dns]),
+            format!("DNS={split_dns}"),
+        ),
+    ];
+    let alice_cert = pki.leaf(SPIFFE_OK);
+    let token = mint(&key, "alice", |_| {});
+    // A token bound to the victim's (admin's) certificate, replayed by the attacker.
+    let victim_bound = mint(&key, "admin", |o| {
+        o.cnf_x5t_s256 = Some(thumbprint(&victim.0))
+    });
+
+    let http_cert = "  sources: [xfcc]\n  trust_xfcc: true\n  xfcc: { require_cert: true }\n";
+    let setups: [(&str, Mode, &str, bool); 6] = [
+        (
+            "http, pre-xfcc config",
+            Mode::Http,
+            "  sources: [xfcc]\n  trust_xfcc: true\n",
+            false,
+        ),
+        ("http, require_cert", Mode::Http, http_cert, false),
+        (
+            "http, JSON format",
+            Mode::Http,
+            "  sources: [xfcc]\n  trust_xfcc: true\n  xfcc: { require_cert: true, format: json }\n",
+            true,
+        ),
+        (
+            "grpc, principal+xfcc",
+            Mode::Grpc,
+            "  sources: [principal, xfcc]\n  trust_xfcc: true\n",
+            false,
+        ),
+        (
+            "grpc, principal+xfcc, require_cert",
+            Mode::Grpc,
+            "  sources: [principal, xfcc]\n  trust_xfcc: true\n  xfcc: { require_cert: true }\n",
+            false,
+        ),
+        ("grpc, defaults", Mode::Grpc, "", false),
+    ];
+    let mut failures = Vec::new();
+    for (label, mode, identity, json) in setups {
+        let authz = start(&injection_config(&jwks.uri(), identity)).await;
+        let ports = Ports {
+            listener: free_port(),
+            admin: free_port(),
+            authz: match mode {
+                Mode::Grpc => authz.grpc_addr.port(),
+                Mode::Http => authz.http_addr.port(),
+            },
+            app: upstream.addr.port(),
+        };
+        let mut config = render(mode.file(), certs.path(), &ports, false);
+        if json {
+            let from = "{ cert: true, uri: true, dns: true }";
+            assert!(config.contains(from), "{label}: bootstrap drifted");
+            config = config.replace(from, "{ cert: true, uri: true, dns: true, format: JSON }");
+        }
+        let name = format!("inject-{}", label.replace([' ', ',', '+'], "-"));
+        let envoy = Envoy::start(certs.path(), &name, &config, ports.listener, ports.admin).await;
+
+        // Positive: the honest client gets through, with its own identity.
+        let alice = certs.client(envoy.port, Some(&alice_cert));
+        let seen = send(&alice, &envoy.url("/api/x"), Some(&token), &[]).await;
+        if seen.status != 200 || seen.upstream("x-auth-spiffe-id") != [SPIFFE_OK] {
+            failures.push(format!(
+                "{label}: honest client: {} {}",
+                seen.status, seen.body
+            ));
+        }
+        // Positive: a certificate-bound token with its own certificate.
+        let alice_bound = mint(&key, "alice", |o| {
+            o.cnf_x5t_s256 = Some(thumbprint(&alice_cert.0))
+        });
+        let seen = send(&alice, &envoy.url("/bound/x"), Some(&alice_bound), &[]).await;
+        if seen.status != 200 {
+            failures.push(format!(
+                "{label}: bound token, own cert: {} {}",
+                seen.status, seen.body
+            ));
+        }
+        // The victim's bound token from another (honest) certificate: 401 invalid_token.
+        for path in ["/bound/x", "/api/x"] {
+            let seen = send(&alice, &envoy.url(path), Some(&victim_bound), &[]).await;
+            let challenge = seen.header("www-authenticate").unwrap_or_default();
+            if seen.status != 401 || !challenge.contains(r#"error="invalid_token""#) {
+                failures.push(format!(
+                    "{label}: victim's bound token replayed on {path}: {} {challenge:?}",
+                    seen.status
+                ));
+            }
+        }
+
+        for (attack, cert, verbatim) in &attacks {
+            let client = certs.client(envoy.port, Some(cert));
+            // What Envoy really forwards (anonymous rule: mesh-authz lets it through): the SAN
+            // text is in the header verbatim, unescaped in the text format.
+            let seen = send(&client, &envoy.url("/public"), None, &[]).await;
+            let forwarded = seen.upstream("x-forwarded-client-cert").join("|");
+            if seen.status != 200 || !forwarded.contains(SPIFFE_ADMIN) {
+                failures.push(format!(
+                    "{label} / {attack}: /public: {} {forwarded}",
+                    seen.status
+                ));
+            }
+            if !json && !forwarded.contains(verbatim.as_str()) {
+                failures.push(format!(
+                    "{label} / {attack}: Envoy escaped the SAN: {forwarded}"
+                ));
+            }
+            // Admin forged through the SAN: refused.
+            let seen = send(&client, &envoy.url("/admin"), Some(&token), &[]).await;
+            if seen.status == 200 || seen.upstream("x-auth-spiffe-id") == [SPIFFE_ADMIN] {
+                failures.push(format!("{label} / {attack}: admin forged: {}", seen.status));
+            } else if seen.status != 403 {
+                failures.push(format!(
+                    "{label} / {attack}: /admin answered {}",
+                    seen.status
+                ));
+            }
+            // The victim's thumbprint forged through the SAN, with the victim's bound token.
+            let seen = send(&client, &envoy.url("/bound/x"), Some(&victim_bound), &[]).await;
+            if seen.status == 200 {
+                failures.push(format!("{label} / {attack}: victim's bound token accepted"));
+            }
+        }
+        drop(envoy);
+        authz.shutdown().await;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

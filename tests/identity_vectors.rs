@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use mesh_authz::check::PeerInfo;
-use mesh_authz::config::{IdentityConfig, IdentitySource};
+use mesh_authz::config::{IdentityConfig, IdentitySource, XfccConfig, XfccProxyMode};
 use mesh_authz::identity::xfcc::{self, XfccElement};
 use mesh_authz::identity::{self, Source, SpiffeId};
 use serde_json::Value;
@@ -107,6 +107,17 @@ fn trusting_xfcc() -> IdentityConfig {
     }
 }
 
+fn trusting_append_forward() -> IdentityConfig {
+    IdentityConfig {
+        xfcc: XfccConfig {
+            proxy_mode: XfccProxyMode::AppendForward,
+            require_cert: true,
+            ..XfccConfig::default()
+        },
+        ..trusting_xfcc()
+    }
+}
+
 #[test]
 fn xfcc_parse_cases() {
     let doc = xfcc_cases();
@@ -174,10 +185,20 @@ fn xfcc_parse_cases() {
             let err = identity::resolve(&trusting_xfcc(), &PeerInfo::default(), &hdr(&header))
                 .expect_err(id);
             assert_eq!(err.reason(), "peer_invalid_xfcc", "{id}");
-            // With a well-formed Hash the same header yields the last element's identity.
+            // With a well-formed Hash the same (multi-element, Cert-less) header is still refused:
+            // behind SANITIZE_SET (the default) a second element can only come from a SAN that
+            // split the proxy's element, and behind APPEND_FORWARD only a Cert tells the proxy's
+            // element from a forged one.
             let fixed = header.replace("Hash=ab12", &format!("Hash={}", "ab".repeat(32)));
             assert_ne!(fixed, header, "{id}");
-            let got = identity::resolve(&trusting_xfcc(), &PeerInfo::default(), &hdr(&fixed))
+            for cfg in [trusting_xfcc(), trusting_append_forward()] {
+                let err =
+                    identity::resolve(&cfg, &PeerInfo::default(), &hdr(&fixed)).expect_err(id);
+                assert_eq!(err.reason(), "peer_invalid_xfcc", "{id}");
+            }
+            // Its last element alone (what SANITIZE_SET would have sent) is the identity.
+            let last_only = fixed.rsplit(',').next().unwrap();
+            let got = identity::resolve(&trusting_xfcc(), &PeerInfo::default(), &hdr(last_only))
                 .unwrap_or_else(|e| panic!("{id}: {e}"))
                 .expect("identity");
             assert_eq!(
@@ -249,9 +270,29 @@ fn xfcc_mode_cases() {
 
 #[test]
 fn append_forward_spoof_reads_the_last_element() {
-    // The client sends an admin URI; the sidecar appends the real caller.
+    // The client sends an admin URI; the sidecar appends the real caller. Without a Cert the
+    // appended element cannot be told from a forged one (a ',' in a SAN makes one): refused in
+    // both proxy modes.
     let h = "URI=spiffe://td/ns/admin/sa/admin,By=spiffe://td/ns/app/sa/app;URI=spiffe://td/ns/caller/sa/caller";
-    let got = identity::resolve(&trusting_xfcc(), &PeerInfo::default(), &hdr(h))
+    for cfg in [trusting_xfcc(), trusting_append_forward()] {
+        let err = identity::resolve(&cfg, &PeerInfo::default(), &hdr(h)).unwrap_err();
+        assert_eq!(err.reason(), "peer_invalid_xfcc");
+    }
+    // The sidecar's element with its Cert: that is the identity, not the client's admin URI.
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names.push(rcgen::SanType::URI(
+        "spiffe://td/ns/caller/sa/caller".try_into().unwrap(),
+    ));
+    let cert = params
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let enc =
+        percent_encoding::utf8_percent_encode(&cert.pem(), percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let h = format!(
+        "URI=spiffe://td/ns/admin/sa/admin,By=spiffe://td/ns/app/sa/app;Cert=\"{enc}\";URI=spiffe://td/ns/caller/sa/caller"
+    );
+    let got = identity::resolve(&trusting_append_forward(), &PeerInfo::default(), &hdr(&h))
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -264,7 +305,7 @@ fn append_forward_spoof_reads_the_last_element() {
         ..IdentityConfig::default()
     };
     assert_eq!(
-        identity::resolve(&cfg, &PeerInfo::default(), &hdr(h)),
+        identity::resolve(&cfg, &PeerInfo::default(), &hdr(&h)),
         Ok(None)
     );
 }

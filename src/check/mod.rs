@@ -194,12 +194,9 @@ impl Checker {
             Err(_) if anonymous => None,
             Err(e) => return Err(Denied::new(DenyStatus::Forbidden, e.reason(), rule)),
         };
+        // With `identity.trust_domains`, a peer outside them (or without a SPIFFE ID) is foreign.
         let peer = match peer {
-            Some(p)
-                if p.spiffe_id
-                    .as_ref()
-                    .is_some_and(|id| !identity::trust_domain_allowed(&self.identity, id)) =>
-            {
+            Some(p) if !identity::peer_in_trust_domains(&self.identity, &p) => {
                 if anonymous {
                     None
                 } else {
@@ -233,6 +230,23 @@ impl Checker {
                         .with_challenge(CHALLENGE_INVALID));
                 }
             },
+        };
+        // RFC 8705 §3: a token that carries a certificate confirmation is bound on every rule,
+        // not only where `bound_token` asks for one; a mismatch is an invalid token.
+        let token = match token {
+            Some(t) if crate::policy::certificate_binding(&t, peer.as_ref()) == Some(false) => {
+                if anonymous {
+                    None
+                } else {
+                    return Err(Denied::new(
+                        DenyStatus::Unauthorized,
+                        "token_binding_mismatch",
+                        rule,
+                    )
+                    .with_challenge(CHALLENGE_INVALID));
+                }
+            }
+            other => other,
         };
         let token = match token {
             Some(t) => self.unrevoked(t, anonymous, rule).await?,

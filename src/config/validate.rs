@@ -280,6 +280,14 @@ fn identity(config: &Config, errors: &mut Vec<ConfigError>) {
         }
     }
     header_name("identity.spiffe_id_header", &id.spiffe_id_header, errors);
+    // Behind APPEND_FORWARD the client writes every element but the last, and a comma in a SAN
+    // can split the proxy's element: only the Cert cross-check tells the proxy's element apart.
+    if id.xfcc.proxy_mode == super::XfccProxyMode::AppendForward && !id.xfcc.require_cert {
+        errors.push(ConfigError::new(
+            "identity.xfcc.require_cert",
+            "must be true with proxy_mode: append_forward (set the proxy's set_current_client_cert_details.cert: true); without the certificate an appended element cannot be told from a forged one".into(),
+        ));
+    }
 }
 
 fn revocation(config: &Config, errors: &mut Vec<ConfigError>) {

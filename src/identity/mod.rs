@@ -2,8 +2,9 @@
 //!
 //! Sources, in the configured order: Envoy's `source.principal`, the forwarded peer certificate
 //! (`source.certificate`), and — only with `identity.trust_xfcc: true` — the LAST element of
-//! `x-forwarded-client-cert`. Trust-domain filtering is the check pipeline's job
-//! ([`trust_domain_allowed`]).
+//! `x-forwarded-client-cert`, read as `identity.xfcc` says the proxy writes it (see `from_xfcc`:
+//! no text inside a certificate may change the identity or thumbprint read). Trust-domain
+//! filtering is the check pipeline's job ([`peer_in_trust_domains`]).
 
 pub mod certificate;
 pub mod spiffe;
@@ -12,7 +13,7 @@ pub mod xfcc;
 use std::collections::HashMap;
 
 use crate::check::PeerInfo;
-use crate::config::{IdentityConfig, IdentitySource};
+use crate::config::{IdentityConfig, IdentitySource, XfccConfig, XfccFormat, XfccProxyMode};
 pub use spiffe::SpiffeId;
 
 /// Which source an identity came from.
@@ -74,6 +75,16 @@ pub fn trust_domain_allowed(cfg: &IdentityConfig, id: &SpiffeId) -> bool {
     cfg.trust_domains.is_empty() || cfg.trust_domains.iter().any(|td| id.is_member_of(td))
 }
 
+/// Whether a resolved peer belongs to the configured trust domains. With a non-empty
+/// `trust_domains`, a peer without a SPIFFE ID (a DNS-only certificate, a subject principal, a
+/// non-SPIFFE URI) is foreign as much as one from another trust domain.
+pub fn peer_in_trust_domains(cfg: &IdentityConfig, peer: &PeerIdentity) -> bool {
+    match &peer.spiffe_id {
+        Some(id) => trust_domain_allowed(cfg, id),
+        None => cfg.trust_domains.is_empty(),
+    }
+}
+
 /// What one source said about the peer.
 #[derive(Debug, Default)]
 struct Facts {
@@ -116,7 +127,7 @@ pub fn resolve(
             IdentitySource::Xfcc => {
                 // Without trust_xfcc the header is client-controlled: ignore it entirely.
                 match headers.get(XFCC_HEADER).filter(|_| cfg.trust_xfcc) {
-                    Some(h) => (Source::Xfcc, from_xfcc(h)?),
+                    Some(h) => (Source::Xfcc, from_xfcc(h, &cfg.xfcc)?),
                     None => continue,
                 }
             }
@@ -205,52 +216,117 @@ fn xfcc_err(msg: &str) -> IdentityError {
     IdentityError::InvalidXfcc(msg.to_owned())
 }
 
-/// The LAST element of `x-forwarded-client-cert` (the one the nearest proxy appended).
-fn from_xfcc(header: &str) -> Result<Facts, IdentityError> {
-    let el = match xfcc::last_element(header) {
-        Ok(Some(el)) => el,
-        Ok(None) => return Ok(Facts::default()),
-        Err(e) => return Err(IdentityError::InvalidXfcc(e.to_string())),
+/// `x-forwarded-client-cert` as `cfg` says the trusted proxy writes it: identity from the LAST
+/// element (the one the nearest proxy appended), after the checks that keep certificate text from
+/// forging it (Envoy writes URI and DNS SANs unescaped):
+///
+/// * `sanitize_set`: exactly one element, so a `,` in a SAN (which splits Envoy's element) is seen;
+/// * every element carrying a `Cert` must agree with it: its `Hash`, and its `URI` and `DNS` fields
+///   (when written) must be exactly the certificate's SANs. The element whose SAN was split or
+///   had `;…` injected no longer does, even when the forged tail carries a victim's public
+///   certificate;
+/// * `require_cert`: the last element must carry a `Cert`; identity, thumbprint, DNS SANs and
+///   subject are then read from the certificate, never from the other fields;
+/// * text format, last element without `Cert`: keys in Envoy's order and at most one `URI`, so a
+///   SAN cannot add a second URI or move one after the DNS fields.
+fn from_xfcc(header: &str, cfg: &XfccConfig) -> Result<Facts, IdentityError> {
+    let parsed = match cfg.format {
+        XfccFormat::Text => xfcc::parse(header),
+        XfccFormat::Json => xfcc::parse_json(header),
     };
+    let mut elements = parsed.map_err(|e| IdentityError::InvalidXfcc(e.to_string()))?;
+    if cfg.proxy_mode == XfccProxyMode::SanitizeSet && elements.len() > 1 {
+        return Err(xfcc_err(
+            "more than one element behind a sanitize_set proxy",
+        ));
+    }
+    // Every element that carries a certificate must say what the certificate says.
+    let mut last_cert = None;
+    let count = elements.len();
+    for (i, el) in elements.iter().enumerate() {
+        if let Some(cert) = &el.cert {
+            let c = certificate::parse_forwarded(cert)?;
+            agrees_with_cert(el, &c)?;
+            if i + 1 == count {
+                last_cert = Some(c);
+            }
+        }
+    }
+    let Some(el) = elements.pop() else {
+        return Ok(Facts::default());
+    };
+    if let Some(c) = last_cert {
+        return Ok(Facts {
+            spiffe_id: c.spiffe_id,
+            cert_sha256: Some(c.sha256),
+            dns_sans: c.dns_sans,
+            subject: c.subject,
+        });
+    }
+    if cfg.require_cert {
+        return Err(xfcc_err("no Cert in the last element"));
+    }
+    if !el.envoy_order {
+        return Err(xfcc_err("fields out of the order Envoy writes them"));
+    }
+    if !el.envoy_quoting {
+        return Err(xfcc_err("a quoted value Envoy never quotes"));
+    }
+    if cfg.format == XfccFormat::Text && el.uris.len() > 1 {
+        return Err(xfcc_err(
+            "more than one URI in the last element without a Cert to check them",
+        ));
+    }
 
     // Envoy emits an empty `URI=` when the certificate has no URI SAN; that is not an identity.
     let mut spiffe = el.uris.iter().filter(|u| certificate::is_spiffe_uri(u));
-    let mut spiffe_id = match (spiffe.next(), spiffe.next()) {
+    let spiffe_id = match (spiffe.next(), spiffe.next()) {
         (None, _) => None,
         (Some(u), None) => Some(SpiffeId::parse(u)?),
         (Some(_), Some(_)) => return Err(xfcc_err("more than one SPIFFE URI in the last element")),
     };
-
-    let mut cert_sha256 = match &el.hash {
+    let cert_sha256 = match &el.hash {
         Some(h) => Some(parse_hash(h)?),
         None => None,
     };
-    let mut dns_sans: Vec<String> = el.dns.into_iter().filter(|d| !d.is_empty()).collect();
-    let mut subject = el.subject.filter(|s| !s.is_empty());
-
-    if let Some(cert) = &el.cert {
-        let c = certificate::parse_forwarded(cert)?;
-        // Hash and URI were written from the same certificate; a mismatch means tampering.
-        if cert_sha256.is_some_and(|h| h != c.sha256) {
-            return Err(xfcc_err("Hash does not match Cert"));
-        }
-        if spiffe_id.is_some() && c.spiffe_id.is_some() && spiffe_id != c.spiffe_id {
-            return Err(xfcc_err("URI does not match Cert"));
-        }
-        cert_sha256 = Some(c.sha256);
-        spiffe_id = spiffe_id.or(c.spiffe_id);
-        if dns_sans.is_empty() {
-            dns_sans = c.dns_sans;
-        }
-        subject = subject.or(c.subject);
-    }
-
     Ok(Facts {
         spiffe_id,
         cert_sha256,
-        dns_sans,
-        subject,
+        dns_sans: el.dns.into_iter().filter(|d| !d.is_empty()).collect(),
+        subject: el.subject.filter(|s| !s.is_empty()),
     })
+}
+
+/// An element's `Hash`, `URI` and `DNS` fields against its `Cert`. Fields the proxy was not told
+/// to write are absent and not compared; a written list must be the certificate's SANs exactly
+/// (as a multiset; Envoy writes a lone empty value when the certificate has none).
+fn agrees_with_cert(
+    el: &xfcc::XfccElement,
+    c: &certificate::PeerCertificate,
+) -> Result<(), IdentityError> {
+    if let Some(h) = &el.hash
+        && parse_hash(h)? != c.sha256
+    {
+        return Err(xfcc_err("Hash does not match Cert"));
+    }
+    if !same_sans(&el.uris, &c.uri_sans) {
+        return Err(xfcc_err("URI does not match Cert"));
+    }
+    if !same_sans(&el.dns, &c.dns_sans) {
+        return Err(xfcc_err("DNS does not match Cert"));
+    }
+    Ok(())
+}
+
+fn same_sans(fields: &[String], sans: &[String]) -> bool {
+    if fields.is_empty() || (sans.is_empty() && fields.len() == 1 && fields[0].is_empty()) {
+        return true;
+    }
+    let mut a: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let mut b: Vec<&str> = sans.iter().map(String::as_str).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
 }
 
 /// XFCC `Hash`: 64 hex digits (SHA-256 of the DER).
@@ -297,6 +373,219 @@ mod tests {
             trust_xfcc,
             ..IdentityConfig::default()
         }
+    }
+
+    /// Trusted XFCC only, with `identity.xfcc` as given.
+    fn xcfg(proxy_mode: XfccProxyMode, require_cert: bool, format: XfccFormat) -> IdentityConfig {
+        IdentityConfig {
+            xfcc: XfccConfig {
+                proxy_mode,
+                require_cert,
+                format,
+            },
+            ..cfg(&[X], true)
+        }
+    }
+
+    /// A certificate with arbitrary (IA5) URI and DNS SAN text: (URL-encoded PEM, PEM, SHA-256).
+    fn raw_cert(uris: &[&str], dns: &[&str]) -> (String, String, [u8; 32]) {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| SanType::URI(rcgen::string::Ia5String::try_from(*u).unwrap()))
+            .chain(
+                dns.iter()
+                    .map(|d| SanType::DnsName(rcgen::string::Ia5String::try_from(*d).unwrap())),
+            )
+            .collect();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "workload");
+        params.distinguished_name = dn;
+        let c = params.self_signed(&KeyPair::generate().unwrap()).unwrap();
+        let pem = c.pem();
+        let enc = utf8_percent_encode(&pem, NON_ALPHANUMERIC).to_string();
+        (enc, pem, certificate::sha256(c.der()))
+    }
+
+    /// The element Envoy 1.40 writes (text format) with `cert`, `subject`, `uri`, `dns` set:
+    /// SAN values verbatim, whatever they hold.
+    fn envoy_element(uris: &[&str], dns: &[&str]) -> (String, [u8; 32]) {
+        let (enc, _, sha) = raw_cert(uris, dns);
+        let mut el = format!(
+            "Hash={};Cert=\"{enc}\";Subject=\"CN=workload\"",
+            hex::encode(sha)
+        );
+        if uris.is_empty() {
+            el.push_str(";URI=");
+        }
+        for u in uris {
+            el.push_str(&format!(";URI={u}"));
+        }
+        for d in dns {
+            el.push_str(&format!(";DNS={d}"));
+        }
+        (el, sha)
+    }
+
+    const ADMIN: &str = "spiffe://cluster.local/ns/ops/sa/admin";
+
+    #[test]
+    fn sanitize_set_reads_exactly_one_element() {
+        let c = cfg(&[X], true);
+        let h = xfcc(&format!("URI={BOB},Hash={H64};URI={ALICE}"));
+        let err = resolve(&c, &peer("", ""), &h).unwrap_err();
+        assert_eq!(err.reason(), "peer_invalid_xfcc");
+        // A comma in a SAN splits Envoy's element: two elements, refused.
+        let (el, _) = envoy_element(&[&format!("urn:x,Hash={H64};URI={ADMIN}")], &[]);
+        for mode in [false, true] {
+            let c = xcfg(XfccProxyMode::SanitizeSet, mode, XfccFormat::Text);
+            assert!(resolve(&c, &peer("", ""), &xfcc(&el)).is_err(), "{mode}");
+        }
+    }
+
+    #[test]
+    fn text_without_cert_refuses_injected_fields() {
+        let c = cfg(&[X], true);
+        let cases = [
+            // URI SAN `urn:x;URI=<admin>`: a second URI.
+            format!("Hash={H64};URI=urn:x;URI={ADMIN}"),
+            // DNS SAN `a.example;URI=<admin>` with uri: false: a URI after a DNS.
+            format!("Hash={H64};DNS=a.example;URI={ADMIN}"),
+            format!("Hash={H64};URI=;DNS=a.example;URI={ADMIN}"),
+            // A Subject or Hash after the SANs.
+            format!("Hash={H64};URI={ALICE};Subject=\"CN=x\""),
+            format!("URI={ALICE};Hash={H64}"),
+            // URI SAN `urn:x;Hash=<victim>`: a second Hash.
+            format!("Hash={H64};URI=urn:x;Hash={H64}"),
+            // URI SAN `"<admin>"`, quotes included: Envoy never quotes a URI.
+            format!("Hash={H64};URI=\"{ADMIN}\""),
+            format!("Hash=\"{H64}\";URI={ALICE}"),
+        ];
+        for h in &cases {
+            let err = resolve(&c, &peer("", ""), &xfcc(h)).unwrap_err();
+            assert_eq!(err.reason(), "peer_invalid_xfcc", "{h}");
+        }
+        // URI SAN `urn:x;Cert=<victim>` where the proxy writes no Cert: the victim's Cert
+        // disagrees with the Hash Envoy wrote from the real certificate.
+        let (victim, _, _) = raw_cert(&[ADMIN], &[]);
+        let h = format!("Hash={H64};URI=urn:x;Cert=\"{victim}\"");
+        assert!(resolve(&c, &peer("", ""), &xfcc(&h)).is_err());
+    }
+
+    #[test]
+    fn cert_is_the_identity_and_every_field_must_agree_with_it() {
+        let c = xcfg(XfccProxyMode::SanitizeSet, true, XfccFormat::Text);
+        let (el, sha) = envoy_element(&[ALICE, "urn:other"], &["a.example", "b.example"]);
+        let got = resolve(&c, &peer("", ""), &xfcc(&el)).unwrap().unwrap();
+        assert_eq!(got.spiffe_id, id(ALICE));
+        assert_eq!(got.cert_sha256, Some(sha));
+        assert_eq!(got.dns_sans, ["a.example", "b.example"]);
+        assert_eq!(got.subject.as_deref(), Some("CN=workload"));
+        // No SANs: Envoy writes `URI=`.
+        let (el, _) = envoy_element(&[], &[]);
+        let got = resolve(&c, &peer("", ""), &xfcc(&el)).unwrap().unwrap();
+        assert_eq!(got.spiffe_id, None);
+
+        // `;` injected into a URI or DNS SAN: the fields no longer equal the certificate's SANs.
+        for (uris, dns) in [
+            (vec![format!("urn:x;URI={ADMIN}")], vec![]),
+            (
+                vec![ALICE.to_owned()],
+                vec![format!("a.example;URI={ADMIN}")],
+            ),
+            (
+                vec![ALICE.to_owned()],
+                vec![format!("a.example;DNS=b.example")],
+            ),
+            (vec![format!(";URI={ADMIN}")], vec![]),
+        ] {
+            let u: Vec<&str> = uris.iter().map(String::as_str).collect();
+            let d: Vec<&str> = dns.iter().map(String::as_str).collect();
+            let (el, _) = envoy_element(&u, &d);
+            let err = resolve(&c, &peer("", ""), &xfcc(&el)).unwrap_err();
+            assert_eq!(err.reason(), "peer_invalid_xfcc", "{uris:?} {dns:?}");
+        }
+        // require_cert: an element without Cert is refused.
+        let h = xfcc(&format!("Hash={H64};URI={ALICE}"));
+        assert!(resolve(&c, &peer("", ""), &h).is_err());
+    }
+
+    #[test]
+    fn append_forward_split_with_a_replayed_victim_cert_is_refused() {
+        let c = xcfg(XfccProxyMode::AppendForward, true, XfccFormat::Text);
+        // The victim's certificate is public; the attacker's SAN carries it in a forged tail.
+        let (victim_enc, _, victim_sha) = raw_cert(&[ADMIN], &[]);
+        let tail = format!(
+            "Hash={};Cert={victim_enc};URI={ADMIN}",
+            hex::encode(victim_sha)
+        );
+        let (el, _) = envoy_element(&[&format!("urn:y,{tail}")], &[]);
+        let h = format!("By=spiffe://td/gw;URI={BOB},{el}");
+        let err = resolve(&c, &peer("", ""), &xfcc(&h)).unwrap_err();
+        assert_eq!(err.reason(), "peer_invalid_xfcc");
+        // The same tail sent by the client alone (no split) is the client's element, not last.
+        let (mine, sha) = envoy_element(&[ALICE], &[]);
+        let h = format!("{tail},{mine}");
+        let got = resolve(&c, &peer("", ""), &xfcc(&h)).unwrap().unwrap();
+        assert_eq!(got.spiffe_id, id(ALICE));
+        assert_eq!(got.cert_sha256, Some(sha));
+        // Without a Cert in the last element: refused.
+        let h = format!("{mine},Hash={H64};URI={ADMIN}");
+        assert!(resolve(&c, &peer("", ""), &xfcc(&h)).is_err());
+        // An earlier element whose Cert disagrees with its fields: refused.
+        let (bad, _) = envoy_element(&[BOB], &[]);
+        let bad = bad.replace(&format!("URI={BOB}"), &format!("URI={ADMIN}"));
+        let h = format!("{bad},{mine}");
+        assert!(resolve(&c, &peer("", ""), &xfcc(&h)).is_err());
+    }
+
+    #[test]
+    fn json_format() {
+        let c = xcfg(XfccProxyMode::SanitizeSet, false, XfccFormat::Json);
+        let (_, pem, sha) = raw_cert(&[&format!("urn:x;URI={ADMIN}")], &[]);
+        // Envoy's JSON keeps the SAN whole: no SPIFFE ID, thumbprint from the certificate.
+        let el = serde_json::json!({
+            "hash": hex::encode(sha), "cert": pem, "subject": "CN=workload",
+            "uri": [format!("urn:x;URI={ADMIN}")]
+        });
+        let h = serde_json::to_string(&[&el]).unwrap();
+        let got = resolve(&c, &peer("", ""), &xfcc(&h)).unwrap().unwrap();
+        assert_eq!(got.spiffe_id, None);
+        assert_eq!(got.cert_sha256, Some(sha));
+        // Without Cert: the fields.
+        let h = format!(r#"[{{"hash":"{H64}","uri":["{ALICE}"],"dns":["a.example"]}}]"#);
+        let got = resolve(&c, &peer("", ""), &xfcc(&h)).unwrap().unwrap();
+        assert_eq!(got.spiffe_id, id(ALICE));
+        assert_eq!(got.dns_sans, ["a.example"]);
+        // Refused: text (Envoy's fallback when the client's header is not JSON), a repeated or
+        // unknown key, a non-object, `[,{…}]` (Envoy appending to `[]`), two elements.
+        for bad in [
+            format!("Hash={H64};URI={ALICE}"),
+            format!(r#"[{{"uri":["{ALICE}"],"uri":["{BOB}"]}}]"#),
+            format!(r#"[{{"uri":["{ALICE}"],"x":1}}]"#),
+            format!(r#"[1,{{"uri":["{ALICE}"]}}]"#),
+            format!(r#"[,{{"uri":["{ALICE}"]}}]"#),
+            format!(r#"[{{"uri":["{BOB}"]}},{{"uri":["{ALICE}"]}}]"#),
+            format!(r#"{{"uri":["{ALICE}"]}}"#),
+        ] {
+            let err = resolve(&c, &peer("", ""), &xfcc(&bad)).unwrap_err();
+            assert_eq!(err.reason(), "peer_invalid_xfcc", "{bad}");
+        }
+        // append_forward + require_cert: the last element's Cert, every Cert checked.
+        let c = xcfg(XfccProxyMode::AppendForward, true, XfccFormat::Json);
+        let (_, alice_pem, alice_sha) = raw_cert(&[ALICE], &[]);
+        let mine =
+            serde_json::json!({"hash": hex::encode(alice_sha), "cert": alice_pem, "uri": [ALICE]});
+        let forged = serde_json::json!({"uri": [ADMIN]});
+        let h = serde_json::to_string(&[&forged, &mine]).unwrap();
+        let got = resolve(&c, &peer("", ""), &xfcc(&h)).unwrap().unwrap();
+        assert_eq!(got.spiffe_id, id(ALICE));
+        let h = serde_json::to_string(&[&mine, &forged]).unwrap();
+        assert!(resolve(&c, &peer("", ""), &xfcc(&h)).is_err());
+        let lying =
+            serde_json::json!({"hash": hex::encode(alice_sha), "cert": alice_pem, "uri": [ADMIN]});
+        let h = serde_json::to_string(&[&lying]).unwrap();
+        assert!(resolve(&c, &peer("", ""), &xfcc(&h)).is_err());
     }
 
     fn peer(principal: &str, certificate: &str) -> PeerInfo {
@@ -509,9 +798,9 @@ mod tests {
     }
 
     #[test]
-    fn trusted_xfcc_reads_the_last_element() {
+    fn trusted_xfcc_reads_its_one_element() {
         let h = xfcc(&format!(
-            "URI={BOB},By=spiffe://td/ns/app/sa/app;Hash={H64};Subject=\"\";URI={ALICE};DNS=a.example"
+            "By=spiffe://td/ns/app/sa/app;Hash={H64};Subject=\"\";URI={ALICE};DNS=a.example"
         ));
         let got = resolve(&cfg(&[X], true), &peer("", ""), &h)
             .unwrap()
@@ -522,7 +811,7 @@ mod tests {
         assert_eq!(got.dns_sans, ["a.example"]);
         assert_eq!(got.subject, None);
         // Upper-case hex is accepted.
-        let h = xfcc(&format!("URI={ALICE};Hash={}", H64.to_uppercase()));
+        let h = xfcc(&format!("Hash={};URI={ALICE}", H64.to_uppercase()));
         let got = resolve(&cfg(&[X], true), &peer("", ""), &h)
             .unwrap()
             .unwrap();
@@ -587,7 +876,7 @@ mod tests {
     fn merge_order_and_fill() {
         let (pem, sha) = cert(&[ALICE], &[]);
         let h = xfcc(&format!(
-            "URI={BOB};Hash={H64};DNS=x.example;Subject=\"CN=x\""
+            "Hash={H64};Subject=\"CN=x\";URI={BOB};DNS=x.example"
         ));
         // Principal first: its ID wins over XFCC's; the rest is filled from the certificate,
         // then XFCC for what the certificate lacks (DNS).

@@ -23,6 +23,11 @@
 //!
 //! Identity comes only from the LAST element: under `APPEND_FORWARD` (Istio's sidecar inbound)
 //! the proxy in front of us appended it, while earlier elements are whatever the client sent.
+//!
+//! Envoy writes `URI` and `DNS` values unquoted and unescaped, so a certificate SAN holding `;`
+//! adds fields to the element Envoy writes, and one holding `,` splits it in two. The grammar
+//! cannot see that; [`crate::identity`] refuses what a split or an injection leaves behind (see
+//! [`XfccElement::envoy_order`]). Envoy 1.40's `JSON` format ([`parse_json`]) escapes every value.
 
 /// Longest header accepted, in bytes.
 pub const MAX_XFCC_LEN: usize = 64 * 1024;
@@ -65,6 +70,9 @@ pub enum XfccError {
     /// `Hash`, `Cert`, `Chain` or `Subject` twice in one element.
     #[error("duplicate {0} in one element")]
     DuplicateKey(&'static str),
+    /// The JSON format: not a JSON array of objects with Envoy's keys, or a key given twice.
+    #[error("not a JSON array of XFCC objects")]
+    Json,
 }
 
 /// A key this parser knows.
@@ -117,7 +125,7 @@ impl XfccKey {
 }
 
 /// One element (one hop's client certificate), typed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XfccElement {
     /// `By` values, in order.
     pub by: Vec<String>,
@@ -133,12 +141,60 @@ pub struct XfccElement {
     pub uris: Vec<String>,
     /// `DNS` values, in order.
     pub dns: Vec<String>,
+    /// The known keys came in the order Envoy writes them (`By`, `Hash`, `Cert`, `Chain`,
+    /// `Subject`, `URI`, `DNS`). A SAN that smuggles in `;URI=…` after a `DNS` field, or a
+    /// `Subject` after a `URI`, breaks it. Always true for the JSON format.
+    pub envoy_order: bool,
+    /// Only `Cert`, `Chain` and `Subject` values were quoted, as Envoy writes them. A URI SAN
+    /// `"spiffe://…"` (quotes included) would otherwise read as the unquoted ID. Always true for
+    /// the JSON format.
+    pub envoy_quoting: bool,
+}
+
+impl Default for XfccElement {
+    /// An element without fields (trivially in Envoy's order).
+    fn default() -> Self {
+        XfccElement {
+            by: Vec::new(),
+            hash: None,
+            cert: None,
+            chain: None,
+            subject: None,
+            uris: Vec::new(),
+            dns: Vec::new(),
+            envoy_order: true,
+            envoy_quoting: true,
+        }
+    }
+}
+
+/// Envoy's position of a key in an element it writes.
+fn envoy_rank(key: XfccKey) -> u8 {
+    match key {
+        XfccKey::By => 0,
+        XfccKey::Hash => 1,
+        XfccKey::Cert => 2,
+        XfccKey::Chain => 3,
+        XfccKey::Subject => 4,
+        XfccKey::Uri => 5,
+        XfccKey::Dns => 6,
+    }
 }
 
 impl XfccElement {
-    fn from_pairs(pairs: Vec<(XfccKey, String)>) -> Result<XfccElement, XfccError> {
-        let mut el = XfccElement::default();
-        for (key, value) in pairs {
+    fn from_pairs(pairs: Vec<RawPair>) -> Result<XfccElement, XfccError> {
+        let mut el = XfccElement {
+            envoy_order: pairs
+                .windows(2)
+                .all(|w| envoy_rank(w[0].0) <= envoy_rank(w[1].0)),
+            // Envoy quotes only Cert, Chain and Subject; a quoted URI means a SAN that began and
+            // ended with '"', which the grammar would otherwise unquote into another value.
+            envoy_quoting: pairs.iter().all(|(k, _, quoted)| {
+                !quoted || matches!(k, XfccKey::Cert | XfccKey::Chain | XfccKey::Subject)
+            }),
+            ..XfccElement::default()
+        };
+        for (key, value, _) in pairs {
             let single = match key {
                 XfccKey::By => {
                     el.by.push(value);
@@ -168,10 +224,62 @@ impl XfccElement {
 
 /// Parses the header into typed elements. An empty header is no elements (treated as absent).
 pub fn parse(header: &str) -> Result<Vec<XfccElement>, XfccError> {
-    parse_pairs(header)?
+    parse_raw(header)?
         .into_iter()
         .map(XfccElement::from_pairs)
         .collect()
+}
+
+/// One element of Envoy's JSON format (`set_current_client_cert_details.format: JSON`). Unknown
+/// keys and repeated keys are refused: every byte of the header is accounted for.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonElement {
+    #[serde(default)]
+    by: Vec<String>,
+    hash: Option<String>,
+    cert: Option<String>,
+    #[serde(default)]
+    chain: Vec<String>,
+    subject: Option<String>,
+    #[serde(default)]
+    uri: Vec<String>,
+    #[serde(default)]
+    dns: Vec<String>,
+    #[allow(dead_code)]
+    issuer: Option<String>,
+}
+
+/// Parses Envoy's JSON format: `[{"hash":…,"cert":…,"uri":[…],…}, …]`. `Cert` and `Chain` are
+/// plain PEM there. An empty header is no elements; anything but a JSON array of objects with
+/// Envoy's keys (each at most once) is an error, including the text format Envoy falls back to
+/// when the client's header was not JSON.
+pub fn parse_json(header: &str) -> Result<Vec<XfccElement>, XfccError> {
+    if header.len() > MAX_XFCC_LEN {
+        return Err(XfccError::TooLong);
+    }
+    if header.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The parse error is not passed on: it could quote the header.
+    let elements: Vec<JsonElement> = serde_json::from_str(header).map_err(|_| XfccError::Json)?;
+    if elements.len() > MAX_XFCC_ELEMENTS {
+        return Err(XfccError::TooManyElements);
+    }
+    Ok(elements
+        .into_iter()
+        .map(|e| XfccElement {
+            by: e.by,
+            hash: e.hash,
+            cert: e.cert,
+            chain: (!e.chain.is_empty()).then(|| e.chain.concat()),
+            subject: e.subject,
+            uris: e.uri,
+            dns: e.dns,
+            envoy_order: true,
+            envoy_quoting: true,
+        })
+        .collect())
 }
 
 /// Parses the header and returns its last element (the one the nearest proxy wrote), if any.
@@ -182,6 +290,16 @@ pub fn last_element(header: &str) -> Result<Option<XfccElement>, XfccError> {
 /// Parses the header into elements of `(key, value)` pairs in header order, unknown keys dropped.
 /// Grammar-level only: repeated single-valued keys are not rejected here (see [`parse`]).
 pub fn parse_pairs(header: &str) -> Result<Vec<Vec<(XfccKey, String)>>, XfccError> {
+    Ok(parse_raw(header)?
+        .into_iter()
+        .map(|el| el.into_iter().map(|(k, v, _)| (k, v)).collect())
+        .collect())
+}
+
+/// `(key, value, value was quoted)`.
+type RawPair = (XfccKey, String, bool);
+
+fn parse_raw(header: &str) -> Result<Vec<Vec<RawPair>>, XfccError> {
     if header.len() > MAX_XFCC_LEN {
         return Err(XfccError::TooLong);
     }
@@ -218,7 +336,8 @@ pub fn parse_pairs(header: &str) -> Result<Vec<Vec<(XfccKey, String)>>, XfccErro
         pos += 1; // '='
 
         // Value.
-        let value = if b.get(pos) == Some(&b'"') {
+        let quoted = b.get(pos) == Some(&b'"');
+        let value = if quoted {
             let (value, end) = quoted_value(b, pos + 1)?;
             pos = end;
             value
@@ -235,7 +354,7 @@ pub fn parse_pairs(header: &str) -> Result<Vec<Vec<(XfccKey, String)>>, XfccErro
             header.get(start..pos).unwrap_or("").to_owned()
         };
         if let Some(k) = XfccKey::from_name(key) {
-            current.push((k, value));
+            current.push((k, value, quoted));
         }
 
         // Separator.
@@ -255,10 +374,7 @@ pub fn parse_pairs(header: &str) -> Result<Vec<Vec<(XfccKey, String)>>, XfccErro
     }
 }
 
-fn push_element(
-    elements: &mut Vec<Vec<(XfccKey, String)>>,
-    element: Vec<(XfccKey, String)>,
-) -> Result<(), XfccError> {
+fn push_element<T>(elements: &mut Vec<Vec<T>>, element: Vec<T>) -> Result<(), XfccError> {
     if elements.len() >= MAX_XFCC_ELEMENTS {
         return Err(XfccError::TooManyElements);
     }

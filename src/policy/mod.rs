@@ -37,7 +37,8 @@ pub enum Unmet {
     /// A claim is absent or has a value outside the accepted set.
     #[error("claim not accepted")]
     ClaimMismatch,
-    /// `bound_token`: no `cnf.x5t#S256`, no client certificate, or they differ.
+    /// `bound_token`: the token carries no `cnf.x5t#S256` (a confirmation that does not match the
+    /// client certificate is refused earlier, as an invalid token, on every rule).
     #[error("token not bound to the client certificate")]
     BoundTokenMismatch,
 }
@@ -179,6 +180,17 @@ impl Rule {
         }
         Ok(())
     }
+}
+
+/// RFC 8705 §3: whether a token's certificate confirmation holds for `peer`. `None` when the token
+/// carries no `cnf.x5t#S256`; `Some(false)` when it does and the peer has no certificate thumbprint
+/// or a different one.
+pub fn certificate_binding(token: &VerifiedToken, peer: Option<&PeerIdentity>) -> Option<bool> {
+    let cnf = token.cnf_x5t_s256()?;
+    Some(require::bound_token_ok(
+        Some(cnf),
+        peer.and_then(|p| p.cert_sha256.as_ref()),
+    ))
 }
 
 /// The compiled rule list.
@@ -716,5 +728,25 @@ mod tests {
             ..RequireConfig::default()
         });
         assert_eq!(r.evaluate(None, Some(&tok)), Ok(()));
+    }
+
+    #[test]
+    fn certificate_binding_is_checked_whenever_the_token_has_one() {
+        let hash = [7u8; 32];
+        let cnf = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, hash);
+        let bound = token(&[], serde_json::json!({}), Some(cnf));
+        let unbound = token(&[], serde_json::json!({}), None);
+        assert_eq!(
+            certificate_binding(&bound, Some(&peer(Some(hash)))),
+            Some(true)
+        );
+        assert_eq!(
+            certificate_binding(&bound, Some(&peer(Some([8u8; 32])))),
+            Some(false)
+        );
+        assert_eq!(certificate_binding(&bound, Some(&peer(None))), Some(false));
+        assert_eq!(certificate_binding(&bound, None), Some(false));
+        assert_eq!(certificate_binding(&unbound, Some(&peer(Some(hash)))), None);
+        assert_eq!(certificate_binding(&unbound, None), None);
     }
 }

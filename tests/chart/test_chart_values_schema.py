@@ -27,6 +27,8 @@ BAD_VALUES = {
     "relative jwks file": ({"config": {"providers": [{"name": "a", "issuer": "https://a", "jwks": {"file": "keys/jwks.json"}}]}}, "/jwks/file"),
     "duration without unit": ({"config": {"providers": [{"name": "a", "issuer": "https://a", "jwks": {"uri": "https://a/k"}, "clock_skew": "soon"}]}}, "clock_skew"),
     "unknown identity source": ({"config": {"identity": {"sources": ["header"]}}}, "/config/identity/sources/0"),
+    "unknown xfcc proxy_mode": ({"config": {"identity": {"xfcc": {"proxy_mode": "forward_only"}}}}, "/config/identity/xfcc/proxy_mode"),
+    "typo inside identity.xfcc": ({"config": {"identity": {"xfcc": {"require_certs": True}}}}, "require_certs"),
     "default_action typo": ({"config": {"default_action": "reject"}}, "default_action"),
     "cpu target over 100": ({"autoscaling": {"targetCPUUtilizationPercentage": 150}}, "targetCPUUtilizationPercentage"),
     "zero replicas": ({"replicaCount": 0}, "replicaCount"),
@@ -69,7 +71,10 @@ def test_every_default_value_is_described_by_the_schema():
 
 def test_good_values_render(chart):
     chart.render({"config": {"providers": [{"name": "a", "issuer": "https://a", "jwks": {"discovery": True},
-                                            "clock_skew": 10, "algorithms": ["ES256"]}]},
+                                            "clock_skew": 10, "algorithms": ["ES256"]}],
+                             "identity": {"sources": ["xfcc"], "trust_xfcc": True,
+                                          "xfcc": {"proxy_mode": "append_forward", "require_cert": True,
+                                                   "format": "json"}}},
                   "podDisruptionBudget": {"minAvailable": "50%"}},
                  name=RELEASE, namespace=NAMESPACE)
 
