@@ -195,10 +195,14 @@ pub struct ProviderConfig {
     pub name: String,
     /// Must equal the token's `iss` exactly.
     pub issuer: String,
-    /// Accepted audiences; the token's `aud` (string or array) must contain one. Empty: `aud` is
-    /// not checked.
+    /// Accepted audiences; the token's `aud` (string or array) must contain one (RFC 9068 §4).
+    /// Required unless `allow_any_audience` is set.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// Skip the `aud` check (an explicit opt-out; `check-config` and `serve` warn about it).
+    /// Refused together with `audiences`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_any_audience: bool,
     /// Where the verification keys come from.
     pub jwks: JwksConfig,
     /// Accepted signature algorithms (asymmetric only).
@@ -237,8 +241,9 @@ fn default_clock_skew() -> Duration {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
-    /// `https://…/jwks.json` (plain `http://` is accepted for in-cluster and test use).
-    #[serde(default)]
+    /// `https://…/jwks.json` (plain `http://` is accepted for in-cluster and test use). Printed
+    /// without its userinfo and query.
+    #[serde(default, serialize_with = "redact_opt_uri")]
     pub uri: Option<String>,
     /// Find `jwks_uri` at `{issuer}/.well-known/openid-configuration`.
     #[serde(default)]
@@ -258,6 +263,42 @@ pub struct JwksConfig {
     /// Extra PEM CA bundle trusted for the JWKS and discovery endpoints.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// A token without `kid` is tried against every key that fits its `alg`, up to this many
+    /// (each try is a signature verification).
+    #[serde(default = "default_max_keys_without_kid")]
+    pub max_keys_without_kid: usize,
+}
+
+fn default_max_keys_without_kid() -> usize {
+    crate::token::jws::MAX_KEYS_TRIED
+}
+
+/// A URI with its userinfo and query replaced by `***` and no fragment, for printing and logs.
+/// Text that is not a URL is replaced as a whole.
+pub fn redact_uri(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if !u.username().is_empty() {
+                let _ = u.set_username("***");
+            }
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            if u.query().is_some() {
+                u.set_query(Some("***"));
+            }
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "<unparseable URL>".to_string(),
+    }
+}
+
+fn redact_opt_uri<S: serde::Serializer>(u: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match u {
+        Some(u) => s.serialize_some(&redact_uri(u)),
+        None => s.serialize_none(),
+    }
 }
 
 fn default_refresh_interval() -> Duration {

@@ -113,6 +113,8 @@ impl KeyKind {
             Algorithm::ES256 => self == KeyKind::P256,
             Algorithm::ES384 => self == KeyKind::P384,
             Algorithm::EdDSA => self == KeyKind::Ed25519,
+            // The issuer signs through jsonwebtoken, which has no RFC 9864 names.
+            Algorithm::Ed25519 | Algorithm::ESP256 | Algorithm::ESP384 => false,
         }
     }
 }
@@ -308,6 +310,16 @@ pub fn generate_key(
             let der = key.to_pkcs8v1().map_err(|_| IssuerError::KeyGeneration)?;
             (der.as_ref().to_vec(), ed_public(&key))
         }
+        Algorithm::Ed25519 | Algorithm::ESP256 | Algorithm::ESP384 => {
+            return Err(IssuerError::InvalidOption(format!(
+                "keygen and mint do not use the fully-specified name {alg}; use {}",
+                match alg {
+                    Algorithm::ESP256 => "ES256",
+                    Algorithm::ESP384 => "ES384",
+                    _ => "EdDSA",
+                }
+            )));
+        }
     };
     Ok(GeneratedKey {
         kid: kid.to_string(),
@@ -375,6 +387,10 @@ fn jwt_alg(alg: Algorithm) -> jsonwebtoken::Algorithm {
         Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
         Algorithm::ES384 => jsonwebtoken::Algorithm::ES384,
         Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        // Never reached: `KeyKind::fits` refuses these before signing.
+        Algorithm::Ed25519 => jsonwebtoken::Algorithm::EdDSA,
+        Algorithm::ESP256 => jsonwebtoken::Algorithm::ES256,
+        Algorithm::ESP384 => jsonwebtoken::Algorithm::ES384,
     }
 }
 

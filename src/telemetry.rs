@@ -20,6 +20,10 @@ pub struct Metrics {
     pub jwks_refresh: IntCounterVec,
     /// `mesh_authz_jwks_keys{provider}`: keys currently held.
     pub jwks_keys: IntGaugeVec,
+    /// `mesh_authz_jwks_keys_dropped_total{provider, reason}`: keys a loaded JWKS held that were
+    /// not used, counted at every load, by a bounded reason (`weak_key`, `duplicate_kid`,
+    /// `not_for_signing`, `unsupported`, `invalid`).
+    pub jwks_keys_dropped: IntCounterVec,
     /// `mesh_authz_token_cache_total{outcome="hit"|"miss"}`.
     pub token_cache: IntCounterVec,
     /// `mesh_authz_revocation_lookups_total{source, outcome}`.
@@ -69,6 +73,14 @@ impl Metrics {
         let jwks_keys = IntGaugeVec::new(
             Opts::new("jwks_keys", "Verification keys held, by provider."),
             &["provider"],
+        )
+        .expect("static metric definition");
+        let jwks_keys_dropped = IntCounterVec::new(
+            Opts::new(
+                "jwks_keys_dropped_total",
+                "JWKS keys not used, counted at every load, by provider and reason.",
+            ),
+            &["provider", "reason"],
         )
         .expect("static metric definition");
         let token_cache = IntCounterVec::new(
@@ -121,6 +133,7 @@ impl Metrics {
             Box::new(check_duration.clone()),
             Box::new(jwks_refresh.clone()),
             Box::new(jwks_keys.clone()),
+            Box::new(jwks_keys_dropped.clone()),
             Box::new(token_cache.clone()),
             Box::new(revocation_lookups.clone()),
             Box::new(redis_errors.clone()),
@@ -138,6 +151,7 @@ impl Metrics {
             check_duration,
             jwks_refresh,
             jwks_keys,
+            jwks_keys_dropped,
             token_cache,
             revocation_lookups,
             redis_errors,

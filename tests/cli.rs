@@ -69,7 +69,7 @@ fn check_config_prints_the_effective_config() {
     let cfg = write(
         dir.path(),
         "ok.yaml",
-        "providers:\n  - name: corp\n    issuer: https://a\n    jwks: { uri: https://a/jwks.json }\n",
+        "providers:\n  - name: corp\n    issuer: https://a\n    audiences: [api]\n    jwks: { uri: https://a/jwks.json }\n",
     );
     let out = run(&["check-config", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -309,4 +309,141 @@ fn serve_dev_answers_health_within_20s_and_its_token_passes() {
     assert_eq!(admin.status.code(), Some(1), "dev-user has no admin scope");
     let health = run(&["check", "--addr", &addr, "--path", "/healthz"]);
     assert_eq!(health.status.code(), Some(0));
+}
+
+#[test]
+fn check_config_requires_audiences_or_an_explicit_opt_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = write(
+        dir.path(),
+        "no-aud.yaml",
+        "providers:\n  - name: corp\n    issuer: https://a\n    jwks: { uri: https://a/jwks.json }\n",
+    );
+    let out = run(&["check-config", "--config", &missing]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("providers[0].audiences: must list the accepted audiences"),
+        "{err}"
+    );
+    assert!(err.contains("allow_any_audience: true"), "{err}");
+
+    let both = write(
+        dir.path(),
+        "both.yaml",
+        "providers:\n  - name: corp\n    issuer: https://a\n    audiences: [api]\n    allow_any_audience: true\n    jwks: { uri: https://a/jwks.json }\n",
+    );
+    let out = run(&["check-config", "--config", &both]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("providers[0].allow_any_audience: cannot be set together"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let opt_out = write(
+        dir.path(),
+        "any.yaml",
+        "providers:\n  - name: corp\n    issuer: https://a\n    allow_any_audience: true\n    jwks: { uri: https://a/jwks.json }\n",
+    );
+    let out = run(&["check-config", "--config", &opt_out]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: providers[0].allow_any_audience: the token's aud is not checked"),
+        "{err}"
+    );
+    assert!(text(&out.stdout).contains("allow_any_audience: true"));
+}
+
+#[test]
+fn check_config_never_prints_a_jwks_uri_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "creds.yaml",
+        "providers:\n  - name: corp\n    issuer: https://a\n    audiences: [api]\n    jwks: { uri: 'https://jwks-user:hunter2@a.example/jwks.json?api_key=s3cr3t#frag' }\n  - name: bad\n    issuer: https://b\n    audiences: [api]\n    jwks: { uri: 'ftp://ftp-user:ftp-pass@b.example/k?token=t0ken' }\n",
+    );
+    let out = run(&["check-config", "--config", &cfg]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    for secret in [
+        "jwks-user",
+        "hunter2",
+        "s3cr3t",
+        "ftp-user",
+        "ftp-pass",
+        "t0ken",
+    ] {
+        assert!(!all.contains(secret), "{secret} printed:\n{all}");
+    }
+    assert!(all.contains("providers[1].jwks.uri"), "{all}");
+
+    let ok = write(
+        dir.path(),
+        "creds-ok.yaml",
+        "providers:\n  - name: corp\n    issuer: https://a\n    audiences: [api]\n    jwks: { uri: 'https://jwks-user:hunter2@a.example/jwks.json?api_key=s3cr3t' }\n",
+    );
+    let out = run(&["check-config", "--config", &ok]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("https://***:***@a.example/jwks.json?***"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("hunter2") && !printed.contains("s3cr3t"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn check_config_reports_the_keys_a_file_jwks_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    // 128 bytes of 0xff: a 1024-bit modulus.
+    let weak_n = format!("{}8", "_".repeat(170));
+    let jwks = write(
+        dir.path(),
+        "jwks.json",
+        &format!(
+            r#"{{"keys":[{{"kty":"RSA","kid":"rsa1024","n":"{weak_n}","e":"AQAB"}},{{"kty":"OKP","kid":"enc","use":"enc","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}]}}"#
+        ),
+    );
+    let cfg = write(
+        dir.path(),
+        "file.yaml",
+        &format!(
+            "providers:\n  - name: corp\n    issuer: https://a\n    audiences: [api]\n    jwks: {{ file: {jwks} }}\n"
+        ),
+    );
+    let out = run(&["check-config", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    for expected in [
+        "warning: providers[0].jwks.file: key 0 (kid \"rsa1024\"): rsa modulus under 2048 bits",
+        "warning: providers[0].jwks.file: key 1 (kid \"enc\"): use is not sig",
+        "warning: providers[0].jwks.file: JWKS holds no usable signing key",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains(&weak_n[..20]), "{err}");
+}
+
+#[test]
+fn text_logs_carry_no_colour_codes_when_piped() {
+    let (grpc, http) = (free_port(), free_port());
+    let mut server = Proc::spawn(&[
+        "serve",
+        "--dev",
+        "--grpc-addr",
+        &format!("127.0.0.1:{grpc}"),
+        "--http-addr",
+        &format!("127.0.0.1:{http}"),
+    ]);
+    let line = server.wait_for("mesh-authz serving", Duration::from_secs(20));
+    assert!(line.contains("INFO"), "a text log line: {line}");
+    let all = server.drain();
+    assert!(
+        !all.contains('\u{1b}'),
+        "colour codes in piped logs:\n{all:?}"
+    );
 }

@@ -67,6 +67,7 @@ fn provider(issuer: &str, jwks: Value) -> ProviderConfig {
     serde_json::from_value(json!({
         "name": "corp",
         "issuer": issuer,
+        "audiences": ["api"],
         "jwks": jwks,
     }))
     .unwrap()
@@ -828,4 +829,212 @@ async fn the_background_loop_keeps_retrying_after_failures() {
     assert!(cache.is_ready());
     cancel.cancel();
     handle.await.unwrap();
+}
+
+// ---------- what an operator sees: dropped keys, TLS failures in words, issuer mismatch ----------
+
+/// Log lines written while the guard lives (current-thread runtime: the test's own thread).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(" WARN "))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn dropped(metrics: &Metrics, reason: &str) -> u64 {
+    metrics
+        .jwks_keys_dropped
+        .with_label_values(&["corp", reason])
+        .get()
+}
+
+#[tokio::test]
+async fn dropped_keys_are_logged_with_their_reason_and_counted() {
+    let (logs, _guard) = Logs::capture();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    let weak_n = B64.encode([0xffu8; 128]);
+    let mut enc = rsa_jwk("enc");
+    enc["use"] = json!("enc");
+    let doc = jwks(&[
+        rsa_jwk("good"),
+        json!({"kty": "RSA", "kid": "rsa1024", "n": weak_n, "e": "AQAB"}),
+        enc,
+        rsa_jwk("twice"),
+        rsa_jwk("twice"),
+        json!({"kty": "OKP", "kid": "small", "crv": "Ed25519", "x": B64.encode([0u8; 32])}),
+    ]);
+    std::fs::write(&path, &doc).unwrap();
+    let metrics = Metrics::new();
+    let cache = JwksCache::new(
+        &provider("https://issuer.test", json!({ "file": path })),
+        metrics.clone(),
+    )
+    .unwrap();
+    cache.refresh_now().await.unwrap();
+    assert_eq!(cache.current().unwrap().len(), 1);
+    assert_eq!(dropped(&metrics, "weak_key"), 2);
+    assert_eq!(dropped(&metrics, "not_for_signing"), 1);
+    assert_eq!(dropped(&metrics, "duplicate_kid"), 2);
+    let warnings = logs.warnings();
+    assert_eq!(warnings.len(), 5, "{warnings:#?}");
+    for (kid, reason) in [
+        ("rsa1024", "rsa modulus under 2048 bits"),
+        ("enc", "use is not sig"),
+        ("twice", "duplicate kid"),
+        ("small", "ed25519 key has small order"),
+    ] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(&format!("kid \"{kid}\"")) && w.contains(reason)),
+            "{kid}: {warnings:#?}"
+        );
+    }
+    assert!(!logs.text().contains(&weak_n[..40]), "no key material");
+
+    // The same document again: counted again, logged once.
+    cache.refresh_now().await.unwrap();
+    assert_eq!(dropped(&metrics, "weak_key"), 4);
+    assert_eq!(logs.warnings().len(), 5);
+
+    // Nothing usable: refused, and the reasons are still reported.
+    std::fs::write(
+        &path,
+        jwks(&[json!({"kty": "RSA", "kid": "only-weak", "n": weak_n, "e": "AQAB"})]),
+    )
+    .unwrap();
+    assert!(matches!(
+        cache.refresh_now().await,
+        Err(JwksError::Document(_))
+    ));
+    assert_eq!(dropped(&metrics, "weak_key"), 5);
+    assert!(
+        logs.warnings().iter().any(|w| w.contains("only-weak")),
+        "{}",
+        logs.text()
+    );
+}
+
+/// A CA self-signed for 127.0.0.1 and used as the server's own certificate.
+fn ca_as_server_pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "a CA serving JWKS itself");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let der = rustls_pki_types::PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(
+        key.serialize_der(),
+    ));
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], der)
+    .unwrap();
+    Pki {
+        ca_pem: cert.pem(),
+        server_config: Arc::new(server_config),
+    }
+}
+
+#[tokio::test]
+async fn a_tls_failure_is_said_in_words_once() {
+    let (logs, _guard) = Logs::capture();
+    let pki = ca_as_server_pki();
+    let shared = Shared::new(jwks(&[rsa_jwk("tls")]));
+    let addr = start_https(Arc::clone(&shared), &pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let cache = JwksCache::new(
+        &uri_provider(
+            &format!("https://{addr}/jwks.json"),
+            json!({ "ca_file": ca }),
+        ),
+        Metrics::new(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let err = cache.refresh_now().await.unwrap_err().to_string();
+        assert!(
+            err.contains("TLS: the server presented a CA certificate as its own certificate"),
+            "{err}"
+        );
+    }
+    let warnings = logs.warnings();
+    assert_eq!(warnings.len(), 1, "logged once: {warnings:#?}");
+    assert!(warnings[0].contains("CA certificate"), "{warnings:#?}");
+    assert_eq!(shared.hits(), 0);
+}
+
+#[tokio::test]
+async fn an_unknown_issuer_is_said_in_words() {
+    let pki = pki();
+    let shared = Shared::new(jwks(&[rsa_jwk("tls")]));
+    let addr = start_https(Arc::clone(&shared), &pki).await;
+    let cache = JwksCache::new(
+        &uri_provider(&format!("https://{addr}/jwks.json"), json!({})),
+        Metrics::new(),
+    )
+    .unwrap();
+    let err = cache.refresh_now().await.unwrap_err().to_string();
+    assert!(
+        err.contains("TLS: the server's certificate is not signed by a trusted CA"),
+        "{err}"
+    );
+    assert!(err.contains("jwks.ca_file"), "{err}");
+}
+
+#[tokio::test]
+async fn a_discovery_issuer_mismatch_shows_both_values() {
+    let shared = Shared::new(jwks(&[rsa_jwk("d1")]));
+    let addr = start_http(Arc::clone(&shared)).await;
+    *shared.discovery.lock().unwrap() = serde_json::to_vec(&json!({
+        "issuer": "https://evil.example",
+        "jwks_uri": format!("http://{addr}/jwks.json"),
+    }))
+    .unwrap();
+    let issuer = format!("http://{addr}");
+    let cache = JwksCache::new(&discovery_provider(&issuer), Metrics::new()).unwrap();
+    let err = cache.refresh_now().await.unwrap_err().to_string();
+    assert!(err.contains("\"https://evil.example\""), "{err}");
+    assert!(err.contains(&format!("{issuer:?}")), "{err}");
 }

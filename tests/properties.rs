@@ -343,7 +343,7 @@ fn config_text() -> impl Strategy<Value = String> {
         "rules: [ { name: a, match: { path_prefix: /a } } ]",
         "rules: [ { name: a, match: { path_prefix: a } } ]",
         "rules: [ { name: a, allow_anonymous: true } ]",
-        "providers: [ { name: p, issuer: https://i, jwks: { uri: https://i/jwks } } ]",
+        "providers: [ { name: p, issuer: https://i, audiences: [a], jwks: { uri: https://i/jwks } } ]",
         "providers: [ { name: p, issuer: https://i, jwks: { uri: https://i/jwks }, algorithms: [HS256] } ]",
         "providers: [ { name: p, issuer: https://i, jwks: { file: /x }, clock_skew: 5x } ]",
         "unknown_key: 1",

@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 const ISS: &str = "https://issuer.example";
 const ISS_STRICT: &str = "https://strict.example";
 const ISS_ONE: &str = "https://one-key.example";
+const ISS_BOUNDED: &str = "https://bounded.example";
+const ISS_MANY: &str = "https://many-keys.example";
+const ISS_NOAUD: &str = "https://no-audiences.example";
 const NOW: i64 = 1_700_000_000;
 
 fn b64(b: &[u8]) -> String {
@@ -60,7 +63,33 @@ impl Keys {
             {"kty": "EC", "kid": "ec384", "crv": "P-384",
              "x": b64(&p384[1..49]), "y": b64(&p384[49..97])},
             {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": b64(self.ed.public_key().as_ref())},
+            // The same keys again, pinned to RFC 9864 fully-specified or polymorphic names.
+            {"kty": "OKP", "kid": "ed-full", "crv": "Ed25519", "alg": "Ed25519",
+             "x": b64(self.ed.public_key().as_ref())},
+            {"kty": "OKP", "kid": "ed-poly", "crv": "Ed25519", "alg": "EdDSA",
+             "x": b64(self.ed.public_key().as_ref())},
+            {"kty": "EC", "kid": "esp256", "crv": "P-256", "alg": "ESP256",
+             "x": b64(&p256[1..33]), "y": b64(&p256[33..65])},
+            // RFC 7517 §4.5: one kid, two key types.
+            self.rsa_jwk("shared"),
+            {"kty": "EC", "kid": "shared", "crv": "P-256",
+             "x": b64(&p256[1..33]), "y": b64(&p256[33..65])},
+            // One kid, two keys of the same type: ambiguous, both dropped.
+            self.rsa_jwk("dup"),
+            {"kty": "RSA", "kid": "dup", "n": self.rsa_jwk("x")["n"], "e": "AQAB", "alg": "RS256"},
         ]})
+    }
+
+    /// `jwks()` plus Ed25519 keys of small order, one per encoding in [`small_order_points`].
+    fn jwks_with_small_order(&self) -> Value {
+        let mut v = self.jwks();
+        let keys = v["keys"].as_array_mut().unwrap();
+        for (i, pt) in small_order_points().iter().enumerate() {
+            keys.push(
+                json!({"kty": "OKP", "kid": format!("weak-{i}"), "crv": "Ed25519", "x": b64(pt)}),
+            );
+        }
+        v
     }
 
     fn sign(&self, alg: &str, msg: &[u8]) -> Vec<u8> {
@@ -80,9 +109,9 @@ impl Keys {
             return sig;
         }
         match alg {
-            "ES256" => self.ec256.sign(&rng, msg).unwrap().as_ref().to_vec(),
-            "ES384" => self.ec384.sign(&rng, msg).unwrap().as_ref().to_vec(),
-            "EdDSA" => self.ed.sign(msg).as_ref().to_vec(),
+            "ES256" | "ESP256" => self.ec256.sign(&rng, msg).unwrap().as_ref().to_vec(),
+            "ES384" | "ESP384" => self.ec384.sign(&rng, msg).unwrap().as_ref().to_vec(),
+            "EdDSA" | "Ed25519" => self.ed.sign(msg).as_ref().to_vec(),
             other => panic!("no key for {other}"),
         }
     }
@@ -98,6 +127,40 @@ impl Keys {
         let sig = self.sign(&alg, input.as_bytes());
         format!("{input}.{}", b64(&sig))
     }
+}
+
+/// The Ed25519 public keys of small order (the identity, the point of order 2, the two of order
+/// 4 and the four of order 8), canonical and with the sign bit flipped, plus the non-canonical
+/// encodings y = p and y = p + 1 of two of them. Derived and checked ([8]P = O) with exact
+/// Edwards arithmetic.
+fn small_order_points() -> Vec<[u8; 32]> {
+    let hex32 = |h: &str| -> [u8; 32] { hex::decode(h).unwrap().try_into().unwrap() };
+    let mut ys = vec![
+        hex32("0100000000000000000000000000000000000000000000000000000000000000"),
+        hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        hex32("0000000000000000000000000000000000000000000000000000000000000000"),
+        hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+        hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+        hex32("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        hex32("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    ];
+    let flipped: Vec<[u8; 32]> = ys
+        .iter()
+        .map(|y| {
+            let mut f = *y;
+            f[31] |= 0x80;
+            f
+        })
+        .collect();
+    ys.extend(flipped);
+    ys
+}
+
+/// A signature that verifies under the identity key for every message: R = O, S = 0.
+fn identity_forgery() -> Vec<u8> {
+    let mut sig = vec![0u8; 64];
+    sig[0] = 1;
+    sig
 }
 
 fn claims() -> Value {
@@ -148,13 +211,38 @@ async fn fixture() -> Fixture {
     std::fs::write(&all, keys.jwks().to_string()).unwrap();
     let one = dir.path().join("one.json");
     std::fs::write(&one, json!({"keys": [keys.rsa_jwk("only")]}).to_string()).unwrap();
+    let weak = dir.path().join("weak.json");
+    std::fs::write(&weak, keys.jwks_with_small_order().to_string()).unwrap();
+    // 20 P-256 keys without kid; the signer's is the last.
+    let many = dir.path().join("many.json");
+    let mut many_keys: Vec<Value> = (0..19)
+        .map(|_| {
+            let k = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+            let pt = k.public_key().as_ref();
+            json!({"kty": "EC", "crv": "P-256", "x": b64(&pt[1..33]), "y": b64(&pt[33..65])})
+        })
+        .collect();
+    let p256 = keys.ec256.public_key().as_ref();
+    many_keys.push(
+        json!({"kty": "EC", "crv": "P-256", "x": b64(&p256[1..33]), "y": b64(&p256[33..65])}),
+    );
+    std::fs::write(&many, json!({ "keys": many_keys }).to_string()).unwrap();
     let every = [
-        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "Ed25519",
+        "ESP256", "ESP384",
     ];
+    let mut bounded = provider("bounded", ISS_BOUNDED, &all, &["RS256"]);
+    bounded.max_token_lifetime = Some(std::time::Duration::from_secs(3600));
+    let mut no_aud = provider("no-aud", ISS_NOAUD, &all, &["RS256"]);
+    no_aud.audiences.clear();
     let providers = vec![
-        provider("main", ISS, &all, &every),
+        provider("main", ISS, &weak, &every),
         provider("strict", ISS_STRICT, &all, &["RS256"]),
         provider("one", ISS_ONE, &one, &["RS256"]),
+        bounded,
+        provider("many", ISS_MANY, &many, &["ES256"]),
+        // Built without config validation: no audiences and no opt-out must fail closed.
+        no_aud,
     ];
     let metrics = Metrics::new();
     let verifier = Verifier::new(&providers, &LimitsConfig::default(), metrics.clone()).unwrap();
@@ -436,10 +524,16 @@ async fn attack_table() {
         "d"
     );
     row("JWE (5 segments)", jwe, Err(Malformed("jwe not accepted")));
+    row("opaque token", "garbage".into(), Err(Opaque));
     row(
-        "garbage",
-        "garbage".into(),
-        Err(Malformed("not a compact jws")),
+        "opaque reference token",
+        "2YotnFZFEjr1zCsicMWpAA".into(),
+        Err(Opaque),
+    );
+    row(
+        "opaque token of the JWT alphabet",
+        parts[2].to_string(),
+        Err(Opaque),
     );
     row("empty", String::new(), Err(Malformed("not a compact jws")));
     row(
@@ -625,11 +719,6 @@ async fn attack_table() {
         Err(MissingClaim),
     );
     row(
-        "huge exp",
-        k.mint(h("RS256", "rsa"), with(c.clone(), "exp", json!(2.001e206))),
-        Err(Malformed("exp")),
-    );
-    row(
         "negative exp",
         k.mint(h("RS256", "rsa"), with(c.clone(), "exp", json!(-1))),
         Err(Malformed("exp")),
@@ -638,6 +727,231 @@ async fn attack_table() {
         "claims not an object",
         k.mint(h("RS256", "rsa"), json!(["iss", ISS])),
         Err(Malformed("claims json")),
+    );
+
+    // --- small-order Ed25519 keys: R = identity, S = 0 verifies under the identity key ---
+    for i in 0..small_order_points().len() {
+        let kid = format!("weak-{i}");
+        row(
+            &format!("small-order ed25519 key {kid}, forged"),
+            unsigned(h("EdDSA", &kid), &c, &identity_forgery()),
+            Err(UnknownKid),
+        );
+        row(
+            &format!("small-order ed25519 key {kid}, attacker-signed"),
+            a.mint(h("EdDSA", &kid), c.clone()),
+            Err(UnknownKid),
+        );
+    }
+    row(
+        "small-order ed25519 keys, forged, no kid",
+        unsigned(json!({"alg": "EdDSA"}), &c, &identity_forgery()),
+        Err(BadSignature),
+    );
+
+    // --- one kid shared by keys of different types (RFC 7517 §4.5) ---
+    row(
+        "ok shared kid, RS256",
+        k.mint(h("RS256", "shared"), c.clone()),
+        Ok(()),
+    );
+    row(
+        "ok shared kid, PS384",
+        k.mint(h("PS384", "shared"), c.clone()),
+        Ok(()),
+    );
+    row(
+        "ok shared kid, ES256",
+        k.mint(h("ES256", "shared"), c.clone()),
+        Ok(()),
+    );
+    row(
+        "shared kid, attacker ES256",
+        a.mint(h("ES256", "shared"), c.clone()),
+        Err(BadSignature),
+    );
+    row(
+        "shared kid, attacker RS256",
+        a.mint(h("RS256", "shared"), c.clone()),
+        Err(BadSignature),
+    );
+    row(
+        "shared kid, RSA signature under ES256",
+        unsigned(h("ES256", "shared"), &c, &k.sign("RS256", b"x")),
+        Err(BadSignature),
+    );
+    row(
+        "shared kid, EdDSA",
+        k.mint(h("EdDSA", "shared"), c.clone()),
+        Err(KeyMismatch),
+    );
+    row(
+        "shared kid, ES384",
+        k.mint(h("ES384", "shared"), c.clone()),
+        Err(KeyMismatch),
+    );
+    row(
+        "duplicate kid, same key type",
+        k.mint(h("RS256", "dup"), c.clone()),
+        Err(UnknownKid),
+    );
+
+    // --- no kid: every compatible key is tried ---
+    row(
+        "ok no kid, signer is the 20th key",
+        k.mint(
+            json!({"alg": "ES256"}),
+            with(c.clone(), "iss", json!(ISS_MANY)),
+        ),
+        Ok(()),
+    );
+    row(
+        "no kid, 20 keys, attacker",
+        a.mint(
+            json!({"alg": "ES256"}),
+            with(c.clone(), "iss", json!(ISS_MANY)),
+        ),
+        Err(BadSignature),
+    );
+
+    // --- RFC 9864 fully-specified names against key types and pinned algs ---
+    for (alg, kid) in [
+        ("Ed25519", "ed"),
+        ("Ed25519", "ed-full"),
+        ("EdDSA", "ed-poly"),
+        ("ESP256", "esp256"),
+        ("ESP384", "ec384"),
+        ("ES256", "ec256"),
+    ] {
+        row(
+            &format!("ok {alg} kid {kid}"),
+            k.mint(h(alg, kid), c.clone()),
+            Ok(()),
+        );
+    }
+    row(
+        "ok Ed25519 no kid",
+        k.mint(json!({"alg": "Ed25519"}), c.clone()),
+        Ok(()),
+    );
+    for (alg, kid) in [
+        ("EdDSA", "ed-full"),
+        ("Ed25519", "ed-poly"),
+        ("ES256", "esp256"),
+        ("ESP256", "ec256"),
+        ("ESP256", "ec384"),
+        ("ESP384", "ec256"),
+        ("Ed25519", "rsa"),
+        ("ESP256", "rsa"),
+        ("Ed25519", "ec256"),
+        ("ESP256", "ed"),
+    ] {
+        row(
+            &format!("{alg} token, key {kid}"),
+            k.mint(h(alg, kid), c.clone()),
+            Err(KeyMismatch),
+        );
+    }
+    row(
+        "Ed25519 attacker-signed",
+        a.mint(h("Ed25519", "ed"), c.clone()),
+        Err(BadSignature),
+    );
+    row(
+        "Ed25519 with the identity forgery",
+        unsigned(h("Ed25519", "weak-0"), &c, &identity_forgery()),
+        Err(UnknownKid),
+    );
+    row(
+        "Ed25519 not in allow-list",
+        k.mint(
+            h("Ed25519", "ed"),
+            with(c.clone(), "iss", json!(ISS_STRICT)),
+        ),
+        Err(AlgorithmNotAllowed),
+    );
+    for alg in ["ed25519", "ED25519", "esp256", "ESP512", "Ed448", "ESB256"] {
+        row(
+            &format!("alg {alg:?}"),
+            unsigned(h(alg, "ed"), &c, b"sig"),
+            Err(UnsupportedAlgorithm),
+        );
+    }
+
+    // --- NumericDates beyond 64 bits are far future, not malformed ---
+    for (what, exp) in [
+        ("1e20", json!(1e20)),
+        ("2^63", json!(9_223_372_036_854_775_808u64)),
+        ("u64::MAX", json!(u64::MAX)),
+        ("2.001e206", json!(2.001e206)),
+    ] {
+        row(
+            &format!("ok huge exp {what}"),
+            k.mint(h("RS256", "rsa"), with(c.clone(), "exp", exp.clone())),
+            Ok(()),
+        );
+        row(
+            &format!("huge exp {what}, max_token_lifetime"),
+            k.mint(
+                h("RS256", "rsa"),
+                with(
+                    with(c.clone(), "exp", exp.clone()),
+                    "iss",
+                    json!(ISS_BOUNDED),
+                ),
+            ),
+            Err(LifetimeTooLong),
+        );
+        row(
+            &format!("huge nbf {what}"),
+            k.mint(h("RS256", "rsa"), with(c.clone(), "nbf", exp.clone())),
+            Err(NotYetValid),
+        );
+        row(
+            &format!("huge iat {what}"),
+            k.mint(h("RS256", "rsa"), with(c.clone(), "iat", exp)),
+            Err(NotYetValid),
+        );
+    }
+    row(
+        "huge exp as a 40-digit integer",
+        {
+            let payload = format!(
+                r#"{{"iss":"{ISS}","aud":"api","exp":1000000000000000000000000000000000000000}}"#
+            );
+            let input = format!(
+                "{}.{}",
+                b64(h("RS256", "rsa").to_string().as_bytes()),
+                b64(payload.as_bytes())
+            );
+            format!("{input}.{}", b64(&k.sign("RS256", input.as_bytes())))
+        },
+        Ok(()),
+    );
+
+    // --- audience: checked unless the provider opts out ---
+    row(
+        "provider without audiences, token with aud",
+        k.mint(h("RS256", "rsa"), with(c.clone(), "iss", json!(ISS_NOAUD))),
+        Err(WrongAudience),
+    );
+    row(
+        "provider without audiences, token without aud",
+        k.mint(
+            h("RS256", "rsa"),
+            without(with(c.clone(), "iss", json!(ISS_NOAUD)), "aud"),
+        ),
+        Err(WrongAudience),
+    );
+    row(
+        "empty aud array",
+        k.mint(h("RS256", "rsa"), with(c.clone(), "aud", json!([]))),
+        Err(WrongAudience),
+    );
+    row(
+        "aud of another case",
+        k.mint(h("RS256", "rsa"), with(c.clone(), "aud", json!("API"))),
+        Err(WrongAudience),
     );
 
     let mut failures = Vec::new();
@@ -803,4 +1117,138 @@ async fn the_token_cache_never_holds_more_than_its_capacity() {
     }
     assert!(verifier.cached_tokens() <= 64);
     cancel.cancel();
+}
+
+/// Item: removing a key removes its tokens. A token verified (and cached) before its key left the
+/// JWKS is refused after the refresh that dropped the key; tokens of the keys still there keep
+/// being served from the cache.
+#[tokio::test]
+async fn a_removed_key_takes_its_cached_tokens_with_it() {
+    let keys = Keys::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, keys.jwks().to_string()).unwrap();
+    let metrics = Metrics::new();
+    let verifier = Verifier::new(
+        &[provider("main", ISS, &path, &["RS256", "ES256", "EdDSA"])],
+        &LimitsConfig::default(),
+        metrics.clone(),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    verifier.start(cancel.clone()).await;
+    let hits = || metrics.token_cache.with_label_values(&["hit"]).get();
+
+    let by_ec = keys.mint(json!({"alg": "ES256", "kid": "ec256"}), claims());
+    let by_ec_no_kid = keys.mint(json!({"alg": "ES256"}), with(claims(), "jti", json!("j2")));
+    let by_ed = keys.mint(json!({"alg": "EdDSA", "kid": "ed"}), claims());
+    let by_rsa = keys.mint(json!({"alg": "RS256", "kid": "rsa"}), claims());
+    for t in [&by_ec, &by_ec_no_kid, &by_ed, &by_rsa] {
+        verifier.verify(t, NOW).await.unwrap();
+        verifier.verify(t, NOW).await.unwrap();
+    }
+    assert_eq!(hits(), 4, "all four are cached");
+
+    // The next JWKS drops every key with the EC key's material, and replaces the Ed25519 key
+    // under the same kid with another one.
+    let other_ed = Ed25519KeyPair::generate().unwrap();
+    let mut next = keys.jwks();
+    let list = next["keys"].as_array_mut().unwrap();
+    list.retain(|k| k["kty"] != "EC");
+    for k in list.iter_mut() {
+        if k["kid"] == "ed" {
+            k["x"] = json!(b64(other_ed.public_key().as_ref()));
+        }
+    }
+    std::fs::write(&path, next.to_string()).unwrap();
+    let (_, cache) = verifier.providers().next().unwrap();
+    cache.refresh_now().await.unwrap();
+
+    assert_eq!(
+        verifier.verify(&by_ec, NOW).await.unwrap_err(),
+        TokenError::UnknownKid
+    );
+    assert_eq!(
+        verifier.verify(&by_ec_no_kid, NOW).await.unwrap_err(),
+        TokenError::KeyMismatch
+    );
+    assert_eq!(
+        verifier.verify(&by_ed, NOW).await.unwrap_err(),
+        TokenError::BadSignature
+    );
+    let before = hits();
+    verifier.verify(&by_rsa, NOW).await.unwrap();
+    assert_eq!(
+        hits(),
+        before + 1,
+        "a token of a kept key is still a cache hit"
+    );
+
+    // The key comes back: its tokens verify again.
+    std::fs::write(&path, keys.jwks().to_string()).unwrap();
+    cache.refresh_now().await.unwrap();
+    verifier.verify(&by_ec, NOW).await.unwrap();
+    cancel.cancel();
+}
+
+/// `allow_any_audience: true` is the explicit opt-out: `aud` is then not checked at all.
+#[tokio::test]
+async fn allow_any_audience_is_the_only_way_to_skip_the_aud_check() {
+    let keys = Keys::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, keys.jwks().to_string()).unwrap();
+    let mut any = provider("any", ISS, &jwks, &["RS256"]);
+    any.audiences.clear();
+    any.allow_any_audience = true;
+    let verifier = Verifier::new(&[any], &LimitsConfig::default(), Metrics::new()).unwrap();
+    let cancel = CancellationToken::new();
+    verifier.start(cancel.clone()).await;
+    let h = json!({"alg": "RS256", "kid": "rsa"});
+    for c in [
+        claims(),
+        without(claims(), "aud"),
+        with(claims(), "aud", json!(["someone-else"])),
+    ] {
+        verifier
+            .verify(&keys.mint(h.clone(), c), NOW)
+            .await
+            .unwrap();
+    }
+    cancel.cancel();
+}
+
+/// A token without `kid` is tried against at most `jwks.max_keys_without_kid` keys.
+#[tokio::test]
+async fn the_keys_tried_without_kid_are_bounded_by_config() {
+    let keys = Keys::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let mut list: Vec<Value> = (0..5)
+        .map(|_| {
+            let k = Ed25519KeyPair::generate().unwrap();
+            json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.public_key().as_ref())})
+        })
+        .collect();
+    list.push(json!({"kty": "OKP", "crv": "Ed25519", "x": b64(keys.ed.public_key().as_ref())}));
+    std::fs::write(&jwks, json!({ "keys": list }).to_string()).unwrap();
+    let token = keys.mint(json!({"alg": "EdDSA"}), claims());
+    for (max, want) in [
+        (6, Ok(())),
+        (32, Ok(())),
+        (5, Err(TokenError::BadSignature)),
+        (1, Err(TokenError::BadSignature)),
+    ] {
+        let mut p = provider("bounded", ISS, &jwks, &["EdDSA"]);
+        p.jwks.max_keys_without_kid = max;
+        let verifier = Verifier::new(&[p], &LimitsConfig::default(), Metrics::new()).unwrap();
+        let cancel = CancellationToken::new();
+        verifier.start(cancel.clone()).await;
+        assert_eq!(
+            verifier.verify(&token, NOW).await.map(|_| ()),
+            want,
+            "max {max}"
+        );
+        cancel.cancel();
+    }
 }

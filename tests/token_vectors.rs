@@ -185,6 +185,8 @@ fn jwt_verify_lib_jwt_parse() {
                 "JwtBadFormat" if token.split('.').count() == 5 => {
                     Err(Malformed("jwe not accepted"))
                 }
+                // A bearer token without any '.' is not a JWT at all: its own reason.
+                "JwtBadFormat" if !token.is_empty() && !token.contains('.') => Err(Opaque),
                 "JwtBadFormat" => Err(Malformed("not a compact jws")),
                 "JwtHeaderParseErrorBadBase64" => Err(Malformed("header base64")),
                 "JwtHeaderParseErrorBadJson" => Err(Malformed("header json")),

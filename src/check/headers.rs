@@ -79,7 +79,7 @@ mod tests {
 
     fn plan() -> HeaderPlan {
         let config = crate::config::from_str_with_env(
-            "providers:\n  - name: a\n    issuer: https://a\n    jwks: { file: Cargo.toml }\n    claims_to_headers: { sub: x-auth-subject, scope: x-auth-scope, org.id: x-org }\n",
+            "providers:\n  - name: a\n    issuer: https://a\n    audiences: [api]\n    jwks: { file: Cargo.toml }\n    claims_to_headers: { sub: x-auth-subject, scope: x-auth-scope, org.id: x-org }\n",
             Vec::new(),
         );
         // The file is only checked for readability; Cargo.toml exists in the crate root.

@@ -60,6 +60,9 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     match mesh_authz::config::load(path) {
         Ok(config) => {
             print!("{}", serde_saphyr::to_string(&config)?);
+            for w in config_warnings(&config) {
+                eprintln!("warning: {w}");
+            }
             eprintln!("{}: OK", path.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -71,4 +74,29 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// What a valid config may still get wrong: a provider that skips the `aud` check, and, for a
+/// `file:` JWKS, each key the server would drop (with its reason) or a file without usable keys.
+fn config_warnings(config: &mesh_authz::config::Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, p) in config.providers.iter().enumerate() {
+        if p.allow_any_audience {
+            warnings.push(format!(
+                "providers[{i}].allow_any_audience: the token's aud is not checked \
+                 (RFC 9068 §4 requires it): a token {:?} issued for any other service is accepted",
+                p.issuer
+            ));
+        }
+        if let Some(file) = &p.jwks.file {
+            let (result, dropped) = mesh_authz::token::jwks::inspect_file(file);
+            for d in &dropped {
+                warnings.push(format!("providers[{i}].jwks.file: {d}: dropped"));
+            }
+            if let Err(e) = result {
+                warnings.push(format!("providers[{i}].jwks.file: {e}"));
+            }
+        }
+    }
+    warnings
 }

@@ -1,5 +1,6 @@
 //! `mesh-authz serve`.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -112,14 +113,25 @@ fn override_addrs(
     Ok(())
 }
 
-/// JSON (default) or text logs; `RUST_LOG` overrides `logging.level`.
+/// JSON (default) or text logs on stdout; `RUST_LOG` overrides `logging.level`. Text has colour
+/// codes only when stdout is a terminal.
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.logging.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
     let _ = match config.logging.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
     };
+    for p in config.providers.iter().filter(|p| p.allow_any_audience) {
+        tracing::warn!(
+            provider = %p.name,
+            "allow_any_audience is set: the token's aud is not checked (RFC 9068 section 4)"
+        );
+    }
 }

@@ -185,8 +185,7 @@ mod tests {
 
     #[test]
     fn env_overrides_nested_keys_and_list_items() {
-        let text =
-            "providers:\n  - name: a\n    issuer: https://a\n    jwks: { file: Cargo.toml }\n";
+        let text = "providers:\n  - name: a\n    issuer: https://a\n    audiences: [api]\n    jwks: { file: Cargo.toml }\n";
         let c = from_str_with_env(
             text,
             env(&[

@@ -160,6 +160,26 @@ fn provider(at: &str, p: &ProviderConfig, errors: &mut Vec<ConfigError>) {
             "must list at least one algorithm".into(),
         ));
     }
+    if p.audiences.is_empty() && !p.allow_any_audience {
+        errors.push(ConfigError::new(
+            format!("{at}.audiences"),
+            "must list the accepted audiences (RFC 9068 §4: the aud check is required); \
+             set allow_any_audience: true to skip it"
+                .into(),
+        ));
+    }
+    if !p.audiences.is_empty() && p.allow_any_audience {
+        errors.push(ConfigError::new(
+            format!("{at}.allow_any_audience"),
+            "cannot be set together with audiences".into(),
+        ));
+    }
+    if p.jwks.max_keys_without_kid == 0 || p.jwks.max_keys_without_kid > 1024 {
+        errors.push(ConfigError::new(
+            format!("{at}.jwks.max_keys_without_kid"),
+            "must be between 1 and 1024".into(),
+        ));
+    }
     if p.audiences.iter().any(|a| a.is_empty()) {
         errors.push(ConfigError::new(
             format!("{at}.audiences"),
@@ -400,10 +420,13 @@ fn header_name(at: &str, name: &str, errors: &mut Vec<ConfigError>) {
 }
 
 fn http_url(at: &str, s: &str, errors: &mut Vec<ConfigError>) {
-    match url::Url::parse(s) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        _ => errors.push(ConfigError::new(at, format!("{s:?} is not an http(s) URL"))),
-    }
+    // The URL is shown redacted: it may carry credentials in its userinfo or query.
+    let problem = match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => return,
+        Ok(_) => format!("{:?} is not an http(s) URL", super::redact_uri(s)),
+        Err(e) => format!("not an http(s) URL: {e}"),
+    };
+    errors.push(ConfigError::new(at, problem));
 }
 
 fn readable(at: &str, path: &Path, errors: &mut Vec<ConfigError>) {

@@ -193,9 +193,11 @@ fn opt_string(v: Option<Text<'_>>, name: &'static str) -> Result<Option<String>,
     }
 }
 
-/// An optional NumericDate (RFC 7519 §2): a non-negative JSON number within `i64`. Fractions are
-/// truncated. Strings, negatives, non-finite or out-of-range values (e.g. `2.001e+206`) are
-/// malformed.
+/// An optional NumericDate (RFC 7519 §2): a non-negative JSON number. Fractions are truncated. A
+/// value beyond `i64` (`1e20`, `2^64`, `2.001e+206`) is the far future, read as `i64::MAX`: `exp`
+/// then never passes (and `max_token_lifetime` refuses it), `nbf`/`iat` are never reached.
+/// Strings, `null`, negatives and non-finite values are malformed. (A number beyond `f64`, such
+/// as `1e400`, is refused by the JSON reader, as the whole claims set.)
 fn numeric_date(v: Option<&Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
     let Some(v) = v else {
         return Ok(None);
@@ -212,11 +214,11 @@ fn numeric_date(v: Option<&Value>, name: &'static str) -> Result<Option<i64>, To
     }
     if n.is_u64() {
         // Above i64::MAX.
-        return Err(TokenError::Malformed(name));
+        return Ok(Some(i64::MAX));
     }
     match n.as_f64() {
-        // 2^63 as f64 is exactly representable; anything at or above it is out of range.
-        Some(f) if (0.0..9_223_372_036_854_775_808.0).contains(&f) => Ok(Some(f as i64)),
+        // `as` saturates: 2^63 and above become i64::MAX.
+        Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f as i64)),
         _ => Err(TokenError::Malformed(name)),
     }
 }
@@ -250,9 +252,10 @@ pub fn check_time(
     Ok(())
 }
 
-/// With a non-empty `accepted`, the token's `aud` must contain one of them.
-pub fn check_audience(claims: &Claims, accepted: &[String]) -> Result<(), TokenError> {
-    if accepted.is_empty() || claims.aud.iter().any(|a| accepted.contains(a)) {
+/// The token's `aud` must contain one of `accepted`, unless `any` (the provider's explicit
+/// `allow_any_audience`). An empty `accepted` without `any` accepts nothing: fail closed.
+pub fn check_audience(claims: &Claims, accepted: &[String], any: bool) -> Result<(), TokenError> {
+    if any || claims.aud.iter().any(|a| accepted.contains(a)) {
         Ok(())
     } else {
         Err(TokenError::WrongAudience)
@@ -306,12 +309,13 @@ mod tests {
             (r#"{"iss":"i","exp":null}"#, Some(Malformed("exp"))),
             (r#"{"iss":"i","exp":-1}"#, Some(Malformed("exp"))),
             (r#"{"iss":"i","exp":-0.5}"#, Some(Malformed("exp"))),
-            (r#"{"iss":"i","exp":2.001e+206}"#, Some(Malformed("exp"))),
-            (
-                r#"{"iss":"i","exp":9223372036854775808}"#,
-                Some(Malformed("exp")),
-            ),
-            (r#"{"iss":"i","exp":9.3e18}"#, Some(Malformed("exp"))),
+            (r#"{"iss":"i","exp":2.001e+206}"#, None),
+            (r#"{"iss":"i","exp":9223372036854775808}"#, None),
+            (r#"{"iss":"i","exp":18446744073709551616}"#, None),
+            (r#"{"iss":"i","exp":9.3e18}"#, None),
+            (r#"{"iss":"i","exp":1e20,"nbf":1e20,"iat":1e300}"#, None),
+            (r#"{"iss":"i","exp":-1e20}"#, Some(Malformed("exp"))),
+            (r#"{"iss":"i","exp":1e400}"#, Some(Malformed("claims json"))),
             (r#"{"iss":"i","exp":10,"nbf":"1"}"#, Some(Malformed("nbf"))),
             (r#"{"iss":"i","exp":10,"iat":true}"#, Some(Malformed("iat"))),
             (
@@ -371,18 +375,48 @@ mod tests {
             check_required(&c, &["x.z".into()]),
             Err(TokenError::MissingClaim)
         );
-        assert!(check_audience(&c, &[]).is_ok());
-        assert!(check_audience(&c, &["b".into()]).is_ok());
+        assert!(check_audience(&c, &[], true).is_ok());
         assert_eq!(
-            check_audience(&c, &["c".into()]),
+            check_audience(&c, &[], false),
+            Err(TokenError::WrongAudience)
+        );
+        assert!(check_audience(&c, &["b".into()], false).is_ok());
+        assert_eq!(
+            check_audience(&c, &["c".into()], false),
             Err(TokenError::WrongAudience)
         );
         let single = claims(r#"{"iss":"i","exp":1,"aud":"a"}"#).unwrap();
         assert_eq!(single.aud, ["a"]);
         let none = claims(r#"{"iss":"i","exp":1}"#).unwrap();
         assert_eq!(
-            check_audience(&none, &["a".into()]),
+            check_audience(&none, &["a".into()], false),
             Err(TokenError::WrongAudience)
+        );
+        assert!(check_audience(&none, &[], true).is_ok());
+    }
+
+    #[test]
+    fn numeric_dates_beyond_64_bits_are_the_far_future() {
+        for json in [
+            r#"{"iss":"i","exp":1e20,"nbf":1e20,"iat":1e20}"#,
+            r#"{"iss":"i","exp":18446744073709551616,"nbf":9223372036854775808,"iat":2.001e206}"#,
+        ] {
+            let c = claims(json).unwrap();
+            assert_eq!(
+                (c.exp, c.nbf, c.iat),
+                (i64::MAX, Some(i64::MAX), Some(i64::MAX))
+            );
+        }
+        let far = claims(r#"{"iss":"i","exp":1e20,"iat":1000}"#).unwrap();
+        assert_eq!(check_time(far.times(), 1000, 30, None), Ok(()));
+        assert_eq!(
+            check_time(far.times(), 1000, 30, Some(3600)),
+            Err(TokenError::LifetimeTooLong)
+        );
+        let nbf = claims(r#"{"iss":"i","exp":2000,"nbf":1e20}"#).unwrap();
+        assert_eq!(
+            check_time(nbf.times(), 1000, 30, None),
+            Err(TokenError::NotYetValid)
         );
     }
 

@@ -47,6 +47,9 @@ pub enum JwkError {
 /// One public key, parsed once at load.
 pub struct VerifyingKey {
     kid: Option<String>,
+    /// Identifies this key (kid, type, public material, algorithms) across key-set loads: a
+    /// cached verification stays usable only while a key with the same fingerprint is held.
+    fingerprint: u64,
     /// One pre-parsed key per algorithm this key may verify (already filtered by kty/crv and by the
     /// JWK's own `alg`, when it declared one).
     parsed: Vec<(Algorithm, ParsedPublicKey)>,
@@ -69,6 +72,11 @@ impl VerifyingKey {
     /// The key's `kid`.
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
+    }
+
+    /// The key's identity across loads (see [`KeySet::holds`]).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Whether this key may verify a token signed with `alg`.
@@ -120,17 +128,76 @@ pub struct DroppedKey {
     pub reason: &'static str,
 }
 
+impl DroppedKey {
+    /// A bounded label for the reason (the `reason` label of
+    /// `mesh_authz_jwks_keys_dropped_total`): `weak_key`, `duplicate_kid`, `not_for_signing`,
+    /// `unsupported` or `invalid`.
+    pub fn label(&self) -> &'static str {
+        drop_label(self.reason)
+    }
+}
+
+/// See [`DroppedKey::label`].
+fn drop_label(reason: &str) -> &'static str {
+    match reason {
+        "rsa modulus under 2048 bits"
+        | "rsa exponent invalid"
+        | "rsa modulus has the ROCA fingerprint"
+        | "ed25519 key has small order" => "weak_key",
+        "duplicate kid" => "duplicate_kid",
+        "use is not sig" | "key_ops lacks verify" => "not_for_signing",
+        "alg not supported"
+        | "symmetric key (kty oct)"
+        | "unsupported kty"
+        | "unsupported curve"
+        | "rsa modulus over 8192 bits" => "unsupported",
+        _ => "invalid",
+    }
+}
+
+impl fmt::Display for DroppedKey {
+    /// `key 2 (kid "a"): rsa modulus under 2048 bits`; the kid is quoted and cut at 64 characters.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "key {}", self.index)?;
+        if let Some(kid) = &self.kid {
+            let short: String = kid.chars().take(64).collect();
+            write!(f, " (kid {short:?})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
 /// A parsed JWKS.
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: Vec<Arc<VerifyingKey>>,
-    by_kid: HashMap<String, usize>,
+    /// Keys by `kid`: several when they serve disjoint algorithms (RFC 7517 §4.5).
+    by_kid: HashMap<String, Vec<usize>>,
+    /// Every key's fingerprint, sorted.
+    fingerprints: Vec<u64>,
     dropped: Vec<DroppedKey>,
 }
 
 impl KeySet {
     /// Parses a JWKS document; keys failing hygiene are dropped, not fatal.
     pub fn parse(json: &[u8]) -> Result<KeySet, JwkError> {
+        Self::parse_reporting(json).0
+    }
+
+    /// Like [`KeySet::parse`], and also returns the dropped keys, even when none survived (then
+    /// they say why the document holds no usable key).
+    pub fn parse_reporting(json: &[u8]) -> (Result<KeySet, JwkError>, Vec<DroppedKey>) {
+        match Self::parse_inner(json) {
+            Ok(set) if set.keys.is_empty() => (Err(JwkError::NoUsableKeys), set.dropped),
+            Ok(set) => {
+                let dropped = set.dropped.clone();
+                (Ok(set), dropped)
+            }
+            Err(e) => (Err(e), Vec::new()),
+        }
+    }
+
+    fn parse_inner(json: &[u8]) -> Result<KeySet, JwkError> {
         if json.len() > MAX_JWKS_BYTES {
             return Err(JwkError::TooLarge(MAX_JWKS_BYTES));
         }
@@ -166,25 +233,28 @@ impl KeySet {
             }
         }
 
-        // A kid held by two usable keys is ambiguous: neither is used.
-        let mut kid_count: HashMap<&str, usize> = HashMap::new();
-        for (_, k) in &candidates {
+        // Keys may share a kid when they serve disjoint algorithms (RFC 7517 §4.5: different
+        // kty, or pinned to different algs); then kid and alg together choose. Keys sharing a kid
+        // and an algorithm are ambiguous: none of them is used.
+        let mut same_kid: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, (_, k)) in candidates.iter().enumerate() {
             if let Some(kid) = k.kid() {
-                *kid_count.entry(kid).or_default() += 1;
+                same_kid.entry(kid).or_default().push(i);
             }
         }
-        let duplicated: Vec<String> = kid_count
-            .into_iter()
-            .filter(|(_, n)| *n > 1)
-            .map(|(kid, _)| kid.to_string())
-            .collect();
+        let mut ambiguous = vec![false; candidates.len()];
+        for group in same_kid.values().filter(|g| g.len() > 1) {
+            for &i in group {
+                let k = &candidates[i].1;
+                ambiguous[i] = group
+                    .iter()
+                    .any(|&j| j != i && k.algorithms().any(|a| candidates[j].1.accepts(a)));
+            }
+        }
 
         let mut set = KeySet::default();
-        for (index, key) in candidates {
-            if key
-                .kid()
-                .is_some_and(|kid| duplicated.iter().any(|d| d == kid))
-            {
+        for ((index, key), ambiguous) in candidates.into_iter().zip(ambiguous) {
+            if ambiguous {
                 set.dropped.push(DroppedKey {
                     index,
                     kid: key.kid.clone(),
@@ -193,15 +263,17 @@ impl KeySet {
                 continue;
             }
             if let Some(kid) = key.kid() {
-                set.by_kid.insert(kid.to_string(), set.keys.len());
+                set.by_kid
+                    .entry(kid.to_string())
+                    .or_default()
+                    .push(set.keys.len());
             }
+            set.fingerprints.push(key.fingerprint);
             set.keys.push(Arc::new(key));
         }
+        set.fingerprints.sort_unstable();
         set.dropped.extend(dropped);
         set.dropped.sort_by_key(|d| d.index);
-        if set.keys.is_empty() {
-            return Err(JwkError::NoUsableKeys);
-        }
         Ok(set)
     }
 
@@ -225,13 +297,25 @@ impl KeySet {
         &self.dropped
     }
 
-    /// Looks up the key(s) for a token header.
+    /// True when a key with this [fingerprint](VerifyingKey::fingerprint) is held.
+    pub fn holds(&self, fingerprint: u64) -> bool {
+        self.fingerprints.binary_search(&fingerprint).is_ok()
+    }
+
+    /// Looks up the key(s) for a token header: with a `kid`, the one key of that kid that
+    /// accepts `alg`; without, every key that accepts `alg`, in document order.
     pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup<'_> {
         match kid {
-            Some(kid) => match self.by_kid.get(kid).and_then(|&i| self.keys.get(i)) {
+            Some(kid) => match self.by_kid.get(kid) {
                 None => KeyLookup::UnknownKid,
-                Some(key) if key.accepts(alg) => KeyLookup::Found(vec![key]),
-                Some(_) => KeyLookup::NoCompatibleKey,
+                Some(indices) => match indices
+                    .iter()
+                    .filter_map(|&i| self.keys.get(i))
+                    .find(|k| k.accepts(alg))
+                {
+                    Some(key) => KeyLookup::Found(vec![key]),
+                    None => KeyLookup::NoCompatibleKey,
+                },
             },
             None => {
                 let found: Vec<_> = self.keys.iter().filter(|k| k.accepts(alg)).collect();
@@ -324,7 +408,43 @@ fn build_key(raw: &RawJwk) -> Result<VerifyingKey, &'static str> {
         "oct" => return Err("symmetric key (kty oct)"),
         _ => return Err("unsupported kty"),
     };
-    Ok(VerifyingKey { kid, parsed })
+    let fingerprint = fingerprint(kid.as_deref(), kty, raw, &parsed);
+    Ok(VerifyingKey {
+        kid,
+        fingerprint,
+        parsed,
+    })
+}
+
+/// SHA-256 over the kid, the key type, the public members as written and the algorithms served,
+/// each length-prefixed; the first 8 bytes.
+fn fingerprint(
+    kid: Option<&str>,
+    kty: &str,
+    raw: &RawJwk,
+    parsed: &[(Algorithm, ParsedPublicKey)],
+) -> u64 {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut field = |bytes: Option<&[u8]>| match bytes {
+        None => ctx.update(&[0]),
+        Some(b) => {
+            ctx.update(&[1]);
+            ctx.update(&(b.len() as u64).to_be_bytes());
+            ctx.update(b);
+        }
+    };
+    field(kid.map(str::as_bytes));
+    field(Some(kty.as_bytes()));
+    for member in [&raw.crv, &raw.n, &raw.e, &raw.x, &raw.y] {
+        field(member.as_ref().and_then(Value::as_str).map(str::as_bytes));
+    }
+    for (alg, _) in parsed {
+        field(Some(alg.as_str().as_bytes()));
+    }
+    let digest = ctx.finish();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(digest.as_ref().get(..8).unwrap_or(&[0; 8]));
+    u64::from_be_bytes(first)
 }
 
 const RSA_ALGS: [Algorithm; 6] = [
@@ -407,14 +527,23 @@ fn ec_key(
 ) -> Result<Vec<(Algorithm, ParsedPublicKey)>, &'static str> {
     // RFC 7518 §6.2.1.1: `crv` is required; it is not guessed from `alg`.
     let crv = opt_str(&raw.crv, "crv is not a string")?.ok_or("ec crv missing")?;
-    let (alg, len, verify_alg): (_, usize, &'static signature::EcdsaVerificationAlgorithm) =
+    // JWS ES256/ES384 (and RFC 9864 ESP256/ESP384) signatures are raw r||s (IEEE P1363), never
+    // DER.
+    let (algs, len, verify_alg): (_, usize, &'static signature::EcdsaVerificationAlgorithm) =
         match crv {
-            // JWS ES256/ES384 signatures are raw r||s (IEEE P1363), never DER.
-            "P-256" => (Algorithm::ES256, 32, &signature::ECDSA_P256_SHA256_FIXED),
-            "P-384" => (Algorithm::ES384, 48, &signature::ECDSA_P384_SHA384_FIXED),
+            "P-256" => (
+                [Algorithm::ES256, Algorithm::ESP256],
+                32,
+                &signature::ECDSA_P256_SHA256_FIXED,
+            ),
+            "P-384" => (
+                [Algorithm::ES384, Algorithm::ESP384],
+                48,
+                &signature::ECDSA_P384_SHA384_FIXED,
+            ),
             _ => return Err("unsupported curve"),
         };
-    if pinned.is_some_and(|a| a != alg) {
+    if pinned.is_some_and(|a| !algs.contains(&a)) {
         return Err("alg inconsistent with crv");
     }
     let x = b64_member(&raw.x, "ec x missing", "ec x is not base64url")?;
@@ -426,8 +555,14 @@ fn ec_key(
     point.push(0x04);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
-    let key = ParsedPublicKey::new(verify_alg, &point).map_err(|_| "ec point invalid")?;
-    Ok(vec![(alg, key)])
+    algs.into_iter()
+        .filter(|a| pinned.is_none_or(|p| p == *a))
+        .map(|a| {
+            ParsedPublicKey::new(verify_alg, &point)
+                .map(|k| (a, k))
+                .map_err(|_| "ec point invalid")
+        })
+        .collect()
 }
 
 fn okp_key(
@@ -438,15 +573,75 @@ fn okp_key(
     if crv != "Ed25519" {
         return Err("unsupported curve");
     }
-    if pinned.is_some_and(|a| a != Algorithm::EdDSA) {
+    // A key with `alg` serves that name only; without, both EdDSA and RFC 9864 Ed25519.
+    const ED_ALGS: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::Ed25519];
+    if pinned.is_some_and(|a| !ED_ALGS.contains(&a)) {
         return Err("alg inconsistent with crv");
     }
     let x = b64_member(&raw.x, "okp x missing", "okp x is not base64url")?;
-    if x.len() != 32 {
-        return Err("ed25519 key length is not 32 bytes");
+    let x: [u8; 32] = x
+        .try_into()
+        .map_err(|_| "ed25519 key length is not 32 bytes")?;
+    if !is_canonical_ed25519(&x) {
+        return Err("ed25519 key is not canonical");
     }
-    let key = ParsedPublicKey::new(&signature::ED25519, &x).map_err(|_| "ed25519 key invalid")?;
-    Ok(vec![(Algorithm::EdDSA, key)])
+    if is_small_order_ed25519(&x) {
+        return Err("ed25519 key has small order");
+    }
+    ED_ALGS
+        .into_iter()
+        .filter(|a| pinned.is_none_or(|p| p == *a))
+        .map(|a| {
+            ParsedPublicKey::new(&signature::ED25519, x)
+                .map(|k| (a, k))
+                .map_err(|_| "ed25519 key invalid")
+        })
+        .collect()
+}
+
+/// RFC 8032 §5.1.3: the encoded y (the low 255 bits, little-endian) must be below
+/// p = 2^255 - 19.
+fn is_canonical_ed25519(x: &[u8; 32]) -> bool {
+    let top = x[31] & 0x7f;
+    // y >= p only when y = 2^255 - 19 + k for k in 0..19: bytes ed..ff, ff × 30, 7f.
+    !(top == 0x7f && x[1..31].iter().all(|&b| b == 0xff) && x[0] >= 0xed)
+}
+
+/// The y coordinates (little-endian, sign bit clear) of the eight points of small order on
+/// Curve25519 in Edwards form: the identity (y = 1, order 1), y = -1 (order 2), y = 0 (the two
+/// points of order 4) and the two y values of the four points of order 8. Checked against exact
+/// Edwards arithmetic ([8]P = O for both signs of x).
+const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    [
+        0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0,
+    ],
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    [0; 32],
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+];
+
+/// True for an encoding of a small-order point, whatever its sign bit. (Non-canonical encodings
+/// of them, y = p and y = p + 1, are refused by [`is_canonical_ed25519`] first.) Under such a key,
+/// signatures verify without the private key: with the identity, R = identity, S = 0 verifies
+/// every message.
+fn is_small_order_ed25519(x: &[u8; 32]) -> bool {
+    let mut y = *x;
+    y[31] &= 0x7f;
+    SMALL_ORDER_Y.contains(&y)
 }
 
 /// ROCA (CVE-2017-15361) fingerprint test of Nemec et al.: the modulus of a vulnerable key lies,
@@ -703,6 +898,198 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    /// The identity key: R = identity, S = 0 verifies every message (what aws-lc-rs accepts).
+    const IDENTITY: [u8; 32] = {
+        let mut x = [0u8; 32];
+        x[0] = 1;
+        x
+    };
+
+    #[test]
+    fn aws_lc_accepts_the_identity_forgery_so_small_order_keys_are_dropped() {
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let raw = ParsedPublicKey::new(&signature::ED25519, IDENTITY)
+            .expect("aws-lc-rs parses the identity point as a key");
+        for msg in [&b"any message"[..], b"another one", b""] {
+            assert!(
+                raw.verify_sig(msg, &forged).is_ok(),
+                "the forgery verifies under the raw identity key"
+            );
+        }
+        let weak = |x: [u8; 32]| json!({"kty": "OKP", "kid": "w", "crv": "Ed25519", "x": b64(&x)});
+        let good = signature::Ed25519KeyPair::generate().unwrap();
+        let good = json!({"kty": "OKP", "kid": "g", "crv": "Ed25519", "x": b64(good.public_key().as_ref())});
+        let mut encodings: Vec<([u8; 32], &str)> = Vec::new();
+        for y in SMALL_ORDER_Y {
+            let mut signed = y;
+            signed[31] |= 0x80;
+            encodings.push((y, "ed25519 key has small order"));
+            encodings.push((signed, "ed25519 key has small order"));
+        }
+        // y = p (≡ 0) and y = p + 1 (≡ 1): non-canonical encodings of small-order points.
+        for low in [0xed, 0xee, 0xff] {
+            let mut y = [0xffu8; 32];
+            y[0] = low;
+            y[31] = 0x7f;
+            encodings.push((y, "ed25519 key is not canonical"));
+            y[31] = 0xff;
+            encodings.push((y, "ed25519 key is not canonical"));
+        }
+        for (x, reason) in encodings {
+            let set = parse(vec![good.clone(), weak(x)]).unwrap();
+            assert_eq!(set.len(), 1, "{}", hex::encode(x));
+            assert_eq!(set.dropped()[0].reason, reason, "{}", hex::encode(x));
+            assert_eq!(
+                set.dropped()[0].label(),
+                if reason.contains("small") {
+                    "weak_key"
+                } else {
+                    "invalid"
+                }
+            );
+        }
+        // The largest canonical y (p - 1, the point of order 2) is caught as small order, and
+        // p - 2 is canonical (whether or not it is on the curve is aws-lc-rs's call).
+        let mut below = [0xffu8; 32];
+        below[0] = 0xeb;
+        below[31] = 0x7f;
+        assert!(is_canonical_ed25519(&below));
+        assert!(!is_small_order_ed25519(&below));
+    }
+
+    #[test]
+    fn one_kid_may_name_keys_of_different_types_or_algs() {
+        let kp = rsa2048();
+        let ec =
+            signature::EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let pt = ec.public_key().as_ref().to_vec();
+        let ec_jwk = json!({"kty": "EC", "kid": "k", "crv": "P-256", "x": b64(&pt[1..33]), "y": b64(&pt[33..65])});
+        let set = parse(vec![rsa_jwk(&kp, json!({"kid": "k"})), ec_jwk.clone()]).unwrap();
+        assert_eq!(set.len(), 2);
+        let KeyLookup::Found(k) = set.find(Some("k"), Algorithm::ES256) else {
+            panic!()
+        };
+        assert!(k[0].accepts(Algorithm::ES256) && !k[0].accepts(Algorithm::RS256));
+        let KeyLookup::Found(k) = set.find(Some("k"), Algorithm::PS256) else {
+            panic!()
+        };
+        assert!(k[0].accepts(Algorithm::PS256));
+        assert!(matches!(
+            set.find(Some("k"), Algorithm::EdDSA),
+            KeyLookup::NoCompatibleKey
+        ));
+        // Two RSA keys pinned to different algs share a kid; an unpinned one would overlap both.
+        let (a, b) = (rsa2048(), rsa2048());
+        let set = parse(vec![
+            rsa_jwk(&a, json!({"kid": "r", "alg": "RS256"})),
+            rsa_jwk(&b, json!({"kid": "r", "alg": "PS256"})),
+        ])
+        .unwrap();
+        assert_eq!(set.len(), 2);
+        let set = parse(vec![
+            rsa_jwk(&a, json!({"kid": "r", "alg": "RS256"})),
+            rsa_jwk(&b, json!({"kid": "r"})),
+            ec_jwk,
+        ])
+        .unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.dropped().len(), 2);
+        assert!(set.dropped().iter().all(|d| d.label() == "duplicate_kid"));
+    }
+
+    #[test]
+    fn rfc9864_fully_specified_names() {
+        let ed = signature::Ed25519KeyPair::generate().unwrap();
+        let x = b64(ed.public_key().as_ref());
+        let ec =
+            signature::EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let pt = ec.public_key().as_ref().to_vec();
+        let (ex, ey) = (b64(&pt[1..33]), b64(&pt[33..65]));
+        let algs = |v: Value| -> Vec<Algorithm> {
+            let set = parse(vec![v]).unwrap();
+            set.keys()[0].algorithms().collect()
+        };
+        let okp = |alg: Option<&str>| {
+            let mut v = json!({"kty": "OKP", "crv": "Ed25519", "x": x});
+            if let Some(a) = alg {
+                v["alg"] = json!(a);
+            }
+            v
+        };
+        let p256 = |alg: Option<&str>| {
+            let mut v = json!({"kty": "EC", "crv": "P-256", "x": ex, "y": ey});
+            if let Some(a) = alg {
+                v["alg"] = json!(a);
+            }
+            v
+        };
+        assert_eq!(algs(okp(None)), [Algorithm::EdDSA, Algorithm::Ed25519]);
+        assert_eq!(algs(okp(Some("EdDSA"))), [Algorithm::EdDSA]);
+        assert_eq!(algs(okp(Some("Ed25519"))), [Algorithm::Ed25519]);
+        assert_eq!(algs(p256(None)), [Algorithm::ES256, Algorithm::ESP256]);
+        assert_eq!(algs(p256(Some("ESP256"))), [Algorithm::ESP256]);
+        for (bad, reason) in [
+            (okp(Some("ESP256")), "alg inconsistent with crv"),
+            (p256(Some("ESP384")), "alg inconsistent with crv"),
+            (p256(Some("Ed25519")), "alg inconsistent with crv"),
+            (
+                rsa_jwk(&rsa2048(), json!({"alg": "ESP256"})),
+                "alg inconsistent with kty RSA",
+            ),
+            (okp(Some("Ed448")), "alg not supported"),
+        ] {
+            let set = parse(vec![okp(None), bad.clone()]).unwrap();
+            assert_eq!(set.dropped()[0].reason, reason, "{bad}");
+        }
+        let msg = b"m";
+        let set = parse(vec![okp(None), p256(None)]).unwrap();
+        let sig = ed.sign(msg);
+        let KeyLookup::Found(k) = set.find(None, Algorithm::Ed25519) else {
+            panic!()
+        };
+        assert!(k[0].verify(Algorithm::Ed25519, msg, sig.as_ref()).is_ok());
+        let sig = ec.sign(&SystemRandom::new(), msg).unwrap();
+        let KeyLookup::Found(k) = set.find(None, Algorithm::ESP256) else {
+            panic!()
+        };
+        assert!(k[0].verify(Algorithm::ESP256, msg, sig.as_ref()).is_ok());
+    }
+
+    #[test]
+    fn fingerprints_follow_kid_material_and_algs() {
+        let (a, b) = (rsa2048(), rsa2048());
+        let fp = |v: Value| parse(vec![v]).unwrap().keys()[0].fingerprint();
+        let base = fp(rsa_jwk(&a, json!({"kid": "k"})));
+        assert_eq!(base, fp(rsa_jwk(&a, json!({"kid": "k", "use": "sig"}))));
+        assert_ne!(base, fp(rsa_jwk(&b, json!({"kid": "k"}))));
+        assert_ne!(base, fp(rsa_jwk(&a, json!({"kid": "k2"}))));
+        assert_ne!(base, fp(rsa_jwk(&a, json!({}))));
+        assert_ne!(base, fp(rsa_jwk(&a, json!({"kid": "k", "alg": "RS256"}))));
+        let set = parse(vec![rsa_jwk(&a, json!({"kid": "k"}))]).unwrap();
+        assert!(set.holds(base));
+        assert!(!set.holds(base ^ 1));
+    }
+
+    #[test]
+    fn parse_reporting_says_why_nothing_is_usable() {
+        let kp = rsa2048();
+        let json = json!({"keys": [rsa_jwk(&kp, json!({"kid": "e", "use": "enc"})),
+                                   rsa_jwk(&kp, json!({"kid": "s", "n": b64(&[0xffu8; 128])}))]});
+        let (result, dropped) = KeySet::parse_reporting(json.to_string().as_bytes());
+        assert_eq!(result.unwrap_err(), JwkError::NoUsableKeys);
+        let shown: Vec<String> = dropped.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                r#"key 0 (kid "e"): use is not sig"#,
+                r#"key 1 (kid "s"): rsa modulus under 2048 bits"#
+            ]
+        );
+        assert_eq!(dropped[0].label(), "not_for_signing");
+        assert_eq!(dropped[1].label(), "weak_key");
     }
 
     #[test]

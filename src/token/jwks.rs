@@ -19,12 +19,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::jwk::KeySet;
+use super::jwk::{DroppedKey, KeySet};
 use crate::config::{JwksConfig, ProviderConfig};
 use crate::telemetry::Metrics;
 
 /// Largest JWKS or discovery document accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// Dropped keys logged one by one per document; the rest are summed up in one line.
+const MAX_DROPPED_LOGGED: usize = 16;
 
 /// Most redirects followed by one request.
 const MAX_REDIRECTS: usize = 5;
@@ -100,6 +103,17 @@ pub struct JwksCache {
     refetch: Mutex<Option<Instant>>,
     /// Incremented on every successful load.
     generation: AtomicU64,
+    /// What was last logged at warn level: the failure of the last attempt (`None` after a
+    /// success) and the keys the last document dropped, so a repeated failure or the same
+    /// dropped keys are logged once, not at every retry or refresh.
+    last_logged: std::sync::Mutex<LastLogged>,
+}
+
+/// See [`JwksCache::last_logged`].
+#[derive(Default)]
+struct LastLogged {
+    failure: Option<String>,
+    dropped: Vec<DroppedKey>,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -182,6 +196,7 @@ impl JwksCache {
             fetch: Mutex::new(None),
             refetch: Mutex::new(None),
             generation: AtomicU64::new(0),
+            last_logged: std::sync::Mutex::new(LastLogged::default()),
         })
     }
 
@@ -195,6 +210,15 @@ impl JwksCache {
         self.keys.load_full()
     }
 
+    /// True when the current key set holds a key with this
+    /// [fingerprint](super::jwk::VerifyingKey::fingerprint). Lock-free, no reference count.
+    pub fn holds(&self, fingerprint: u64) -> bool {
+        self.keys
+            .load()
+            .as_ref()
+            .is_some_and(|set| set.holds(fingerprint))
+    }
+
     /// True once a key set is held.
     pub fn is_ready(&self) -> bool {
         self.keys.load().is_some()
@@ -204,7 +228,10 @@ impl JwksCache {
     /// good key set. Logs and counts the outcome.
     pub async fn refresh_now(&self) -> Result<(), JwksError> {
         let mut discovered = self.fetch.lock().await;
-        let result = self.fetch_and_parse(&mut discovered).await;
+        let (result, dropped) = self.fetch_and_parse(&mut discovered).await;
+        if let Some(dropped) = &dropped {
+            self.report_dropped(dropped);
+        }
         let outcome = match &result {
             Ok(set) => {
                 let count = set.len();
@@ -214,18 +241,40 @@ impl JwksCache {
                     .jwks_keys
                     .with_label_values(&[self.provider.as_str()])
                     .set(i64::try_from(count).unwrap_or(i64::MAX));
-                tracing::debug!(provider = %self.provider, keys = count, "JWKS loaded");
+                let recovered = self.logged().failure.take().is_some();
+                if recovered {
+                    tracing::info!(provider = %self.provider, keys = count, "JWKS loaded again");
+                } else {
+                    tracing::debug!(provider = %self.provider, keys = count, "JWKS loaded");
+                }
                 "ok"
             }
             Err(e) => {
                 // A jwks_uri that fails is re-discovered on the next attempt.
                 *discovered = None;
-                tracing::warn!(
-                    provider = %self.provider,
-                    error = %e,
-                    kept_previous = self.is_ready(),
-                    "JWKS refresh failed; keeping the previous key set"
-                );
+                let text = e.to_string();
+                let repeated = {
+                    let mut last = self.logged();
+                    let repeated = last.failure.as_deref() == Some(text.as_str());
+                    last.failure = Some(text);
+                    repeated
+                };
+                // The same failure again (every retry of the loop) is logged once, at warn.
+                if repeated {
+                    tracing::debug!(
+                        provider = %self.provider,
+                        error = %e,
+                        kept_previous = self.is_ready(),
+                        "JWKS refresh failed again"
+                    );
+                } else {
+                    tracing::warn!(
+                        provider = %self.provider,
+                        error = %e,
+                        kept_previous = self.is_ready(),
+                        "JWKS refresh failed; keeping the previous key set"
+                    );
+                }
                 e.outcome()
             }
         };
@@ -235,6 +284,49 @@ impl JwksCache {
             .with_label_values(&[self.provider.as_str(), outcome])
             .inc();
         result.map(|_| ())
+    }
+
+    fn logged(&self) -> std::sync::MutexGuard<'_, LastLogged> {
+        // A poisoned lock only means a panic while logging; the state is still usable.
+        self.last_logged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts the keys a document dropped, and logs each (with its reason, never key material)
+    /// when the list differs from the last document's.
+    fn report_dropped(&self, dropped: &[DroppedKey]) {
+        for d in dropped {
+            self.metrics
+                .jwks_keys_dropped
+                .with_label_values(&[self.provider.as_str(), d.label()])
+                .inc();
+        }
+        let changed = {
+            let mut last = self.logged();
+            let changed = last.dropped != dropped;
+            if changed {
+                last.dropped = dropped.to_vec();
+            }
+            changed
+        };
+        if changed {
+            for d in dropped.iter().take(MAX_DROPPED_LOGGED) {
+                tracing::warn!(
+                    provider = %self.provider,
+                    key = %d,
+                    reason = d.label(),
+                    "JWKS key dropped; tokens naming it are refused"
+                );
+            }
+            if dropped.len() > MAX_DROPPED_LOGGED {
+                tracing::warn!(
+                    provider = %self.provider,
+                    more = dropped.len() - MAX_DROPPED_LOGGED,
+                    "more JWKS keys dropped (see mesh_authz_jwks_keys_dropped_total)"
+                );
+            }
+        }
     }
 
     /// Called when a token names an unknown `kid`: refetches at most once per
@@ -295,12 +387,22 @@ impl JwksCache {
         })
     }
 
-    /// Fetches (and, with discovery, resolves `jwks_uri`) and parses one document.
+    /// Fetches (and, with discovery, resolves `jwks_uri`) and parses one document; also returns
+    /// the keys it dropped (`None` when no document was read).
     async fn fetch_and_parse(
         &self,
         discovered: &mut Option<Url>,
-    ) -> Result<Arc<KeySet>, JwksError> {
-        let body = match &self.source {
+    ) -> (Result<Arc<KeySet>, JwksError>, Option<Vec<DroppedKey>>) {
+        let body = match self.fetch_document(discovered).await {
+            Ok(body) => body,
+            Err(e) => return (Err(e), None),
+        };
+        let (result, dropped) = KeySet::parse_reporting(&body);
+        (result.map(Arc::new).map_err(JwksError::from), Some(dropped))
+    }
+
+    async fn fetch_document(&self, discovered: &mut Option<Url>) -> Result<Vec<u8>, JwksError> {
+        Ok(match &self.source {
             Source::File(path) => read_file_limited(path).await?,
             Source::Uri { client, url } => {
                 get_limited(client, url, self.fetch_timeout, "application/json").await?
@@ -327,9 +429,43 @@ impl JwksCache {
                 };
                 get_limited(client, &jwks_uri, self.fetch_timeout, "application/json").await?
             }
-        };
-        Ok(Arc::new(KeySet::parse(&body)?))
+        })
     }
+}
+
+/// Reads and parses a local JWKS file the way the `file:` source does, for `check-config`:
+/// the keys it would drop, and whether any key survives.
+pub fn inspect_file(path: &Path) -> (Result<usize, JwksError>, Vec<DroppedKey>) {
+    let body = match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > MAX_DOCUMENT_BYTES as u64 => {
+            return (
+                Err(JwksError::TooLarge {
+                    limit: MAX_DOCUMENT_BYTES,
+                }),
+                Vec::new(),
+            );
+        }
+        Ok(_) => match std::fs::read(path) {
+            Ok(body) => body,
+            Err(e) => {
+                return (
+                    Err(JwksError::Fetch(format!("{}: {e}", path.display()))),
+                    Vec::new(),
+                );
+            }
+        },
+        Err(e) => {
+            return (
+                Err(JwksError::Fetch(format!("{}: {e}", path.display()))),
+                Vec::new(),
+            );
+        }
+    };
+    let (result, dropped) = KeySet::parse_reporting(&body);
+    (
+        result.map(|set| set.len()).map_err(JwksError::from),
+        dropped,
+    )
 }
 
 /// The retry delay after `failures` consecutive failures: 1 s, 2 s, 4 s… capped at `cap`.
@@ -370,10 +506,13 @@ fn parse_discovery(doc: &[u8], issuer: &str, discovery_url: &Url) -> Result<Url,
         .ok_or_else(|| JwksError::Discovery("not a JSON object".to_string()))?;
     match obj.get("issuer") {
         Some(serde_json::Value::String(s)) if s == issuer => {}
-        Some(serde_json::Value::String(_)) => {
-            return Err(JwksError::Discovery(
-                "issuer does not equal the configured issuer".to_string(),
-            ));
+        Some(serde_json::Value::String(found)) => {
+            // Both values, quoted (the found one cut short: it comes from the network).
+            let found: String = found.chars().take(200).collect();
+            return Err(JwksError::Discovery(format!(
+                "issuer {found:?} does not equal the configured issuer {issuer:?} \
+                 (compared exactly, trailing slash included)"
+            )));
         }
         _ => {
             return Err(JwksError::Discovery(
@@ -543,6 +682,7 @@ fn display_url(url: &Url) -> String {
 }
 
 /// A reqwest error with its causes (TLS and I/O details live in the source chain), without the URL.
+/// A TLS certificate problem is also said in words first ([`tls_words`]).
 fn error_chain(e: &reqwest::Error) -> String {
     let mut msg = if e.is_timeout() {
         "timed out".to_string()
@@ -553,8 +693,12 @@ fn error_chain(e: &reqwest::Error) -> String {
     } else {
         "request error".to_string()
     };
+    let mut words = None;
     let mut source = e.source();
     while let Some(cause) = source {
+        if words.is_none() {
+            words = rustls_error(cause).and_then(tls_words);
+        }
         let text = cause.to_string();
         // hyper and reqwest repeat causes at several levels; keep each once.
         if !msg.contains(&text) {
@@ -563,7 +707,76 @@ fn error_chain(e: &reqwest::Error) -> String {
         }
         source = cause.source();
     }
-    msg
+    match words {
+        Some(words) => format!("TLS: {words} ({msg})"),
+        None => msg,
+    }
+}
+
+/// The rustls error in `cause`, directly or inside (possibly nested) `io::Error`s, whose
+/// `source()` skips the error they wrap, so a walk of the chain alone never meets it.
+fn rustls_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(r) = cause.downcast_ref::<rustls::Error>() {
+        return Some(r);
+    }
+    let mut io = cause.downcast_ref::<std::io::Error>()?;
+    // hyper-util wraps tokio-rustls's io::Error in another one; a few levels at most.
+    for _ in 0..4 {
+        let inner = io.get_ref()?;
+        if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        io = inner.downcast_ref::<std::io::Error>()?;
+    }
+    None
+}
+
+/// What a TLS failure to a JWKS or discovery endpoint means, in words, with the usual fix.
+fn tls_words(e: &rustls::Error) -> Option<String> {
+    use rustls::CertificateError as C;
+    let words = match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => {
+                "the server's certificate is not signed by a trusted CA (unknown issuer); \
+                 set jwks.ca_file to the CA that issued it"
+            }
+            C::Expired | C::ExpiredContext { .. } => "the server's certificate has expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "the server's certificate is not valid yet (check the clocks)"
+            }
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "the server's certificate does not name the host of the URL"
+            }
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+                "the server's certificate is not for TLS server authentication (extended key usage)"
+            }
+            C::BadSignature => "the server's certificate has a bad signature",
+            C::Revoked => "the server's certificate is revoked",
+            C::BadEncoding => "the server's certificate is not valid DER",
+            C::UnhandledCriticalExtension => {
+                "the server's certificate has an unsupported critical extension"
+            }
+            C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+                "the server presented a CA certificate as its own certificate; a server needs a \
+                 leaf certificate issued by a CA (trust that CA with jwks.ca_file)"
+            }
+            _ => "the server's certificate was refused",
+        },
+        rustls::Error::NoCertificatesPresented => "the server presented no certificate",
+        rustls::Error::AlertReceived(alert) => {
+            return Some(format!(
+                "the server refused the TLS handshake (alert {alert:?})"
+            ));
+        }
+        rustls::Error::PeerIncompatible(_) => {
+            "the server supports no TLS version or cipher suite in common with mesh-authz"
+        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::PeerMisbehaved(_) => {
+            "the server does not speak TLS correctly (is it plain HTTP?)"
+        }
+        _ => return None,
+    };
+    Some(words.to_string())
 }
 
 #[cfg(test)]
@@ -574,7 +787,8 @@ mod tests {
         ProviderConfig {
             name: "corp".to_string(),
             issuer: "https://auth.example.com/".to_string(),
-            audiences: Vec::new(),
+            audiences: vec!["api".to_string()],
+            allow_any_audience: false,
             jwks,
             algorithms: vec![crate::token::Algorithm::RS256],
             clock_skew: Duration::from_secs(30),
@@ -595,6 +809,7 @@ mod tests {
             min_refetch_interval: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(5),
             ca_file: None,
+            max_keys_without_kid: 32,
         }
     }
 
@@ -722,9 +937,13 @@ mod tests {
                 String::from_utf8_lossy(doc)
             );
         }
-        // Exact issuer match: a trailing-slash difference is a mismatch.
+        // Exact issuer match: a trailing-slash difference is a mismatch, and both values are shown.
         let slash = br#"{"issuer":"https://auth.example.com/","jwks_uri":"https://a/keys"}"#;
-        assert!(parse_discovery(slash, iss, &https).is_err());
+        let err = parse_discovery(slash, iss, &https).unwrap_err().to_string();
+        assert!(
+            err.contains(r#"issuer "https://auth.example.com/" does not equal the configured issuer "https://auth.example.com""#),
+            "{err}"
+        );
     }
 
     #[test]

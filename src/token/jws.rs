@@ -4,6 +4,7 @@
 //! never read. Any `crit` header is refused, since no extension is understood.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,11 +13,12 @@ use serde_json::Value;
 
 use super::Algorithm;
 use super::json::{Members, Skip, Text, read_object};
-use super::jwk::{KeyLookup, KeySet};
+use super::jwk::{KeyLookup, KeySet, VerifyingKey};
 use super::verify::TokenError;
 
-/// At most this many keys are tried for a token without `kid` (bounds the work per token).
-pub const MAX_KEYS_TRIED: usize = 8;
+/// By default, at most this many keys are tried for a token without `kid` (bounds the work per
+/// token); a provider's `jwks.max_keys_without_kid` overrides it.
+pub const MAX_KEYS_TRIED: usize = 32;
 
 /// The protected header members mesh-authz uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,9 @@ pub(crate) fn b64url_decode(s: &str, what: &'static str) -> Result<Vec<u8>, Toke
 
 /// Parses a compact JWS: three strict base64url segments, a header object with a supported `alg`.
 pub fn parse(token: &str) -> Result<CompactJws<'_>, TokenError> {
+    if !token.is_empty() && !token.contains('.') {
+        return Err(TokenError::Opaque);
+    }
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -155,23 +160,30 @@ impl From<KeyOutcome> for TokenError {
     }
 }
 
-/// Verifies the signature with the key chosen by `kid` (or, without `kid`, each key that accepts
-/// `alg`, at most [`MAX_KEYS_TRIED`]).
+/// Verifies the signature with the key chosen by `kid` and `alg` (or, without `kid`, each key
+/// that accepts `alg`, at most [`MAX_KEYS_TRIED`]).
 pub fn verify_signature(jws: &CompactJws<'_>, keys: &KeySet) -> Result<(), KeyOutcome> {
+    verify_signature_with(jws, keys, MAX_KEYS_TRIED).map(|_| ())
+}
+
+/// Like [`verify_signature`], trying at most `max_without_kid` keys (at least one) for a token
+/// without `kid`; returns the key that verified.
+pub fn verify_signature_with<'k>(
+    jws: &CompactJws<'_>,
+    keys: &'k KeySet,
+    max_without_kid: usize,
+) -> Result<&'k Arc<VerifyingKey>, KeyOutcome> {
     match keys.find(jws.header.kid.as_deref(), jws.header.alg) {
         KeyLookup::UnknownKid => Err(KeyOutcome::UnknownKid),
         KeyLookup::NoCompatibleKey => Err(KeyOutcome::NoCompatibleKey),
-        KeyLookup::Found(candidates) => {
-            let ok = candidates.iter().take(MAX_KEYS_TRIED).any(|k| {
+        KeyLookup::Found(candidates) => candidates
+            .into_iter()
+            .take(max_without_kid.max(1))
+            .find(|k| {
                 k.verify(jws.header.alg, jws.signing_input, &jws.signature)
                     .is_ok()
-            });
-            if ok {
-                Ok(())
-            } else {
-                Err(KeyOutcome::BadSignature)
-            }
-        }
+            })
+            .ok_or(KeyOutcome::BadSignature),
     }
 }
 
@@ -252,6 +264,7 @@ mod tests {
         let cases: Vec<(String, &str)> = vec![
             (String::new(), "not a compact jws"),
             ("a.b".into(), "not a compact jws"),
+            (".".into(), "not a compact jws"),
             ("a.b.c.d".into(), "not a compact jws"),
             ("a.b.c.d.e".into(), "jwe not accepted"),
             (format!("{h}.{p}."), "empty signature"),
@@ -266,6 +279,9 @@ mod tests {
         ];
         for (t, want) in cases {
             assert_eq!(parse(&t).unwrap_err(), TokenError::Malformed(want), "{t}");
+        }
+        for opaque in ["opaque", "2YotnFZFEjr1zCsicMWpAA", "a+b/c=="] {
+            assert_eq!(parse(opaque).unwrap_err(), TokenError::Opaque, "{opaque}");
         }
         let ok = format!("{h}.{p}.YQ");
         let j = parse(&ok).unwrap();

@@ -35,13 +35,19 @@ pub enum Algorithm {
     ES256,
     /// ECDSA P-384 with SHA-384.
     ES384,
-    /// Ed25519.
+    /// EdDSA (RFC 8037), polymorphic; only Ed25519 keys are accepted.
     EdDSA,
+    /// Ed25519 (RFC 9864 fully-specified name): an OKP key with `crv: Ed25519`.
+    Ed25519,
+    /// ECDSA P-256 with SHA-256 (RFC 9864 fully-specified name; same signature as ES256).
+    ESP256,
+    /// ECDSA P-384 with SHA-384 (RFC 9864 fully-specified name; same signature as ES384).
+    ESP384,
 }
 
 impl Algorithm {
     /// Every supported algorithm.
-    pub const ALL: [Algorithm; 9] = [
+    pub const ALL: [Algorithm; 12] = [
         Algorithm::RS256,
         Algorithm::RS384,
         Algorithm::RS512,
@@ -51,6 +57,9 @@ impl Algorithm {
         Algorithm::ES256,
         Algorithm::ES384,
         Algorithm::EdDSA,
+        Algorithm::Ed25519,
+        Algorithm::ESP256,
+        Algorithm::ESP384,
     ];
 
     /// The JOSE name, e.g. `RS256`.
@@ -65,6 +74,9 @@ impl Algorithm {
             Algorithm::ES256 => "ES256",
             Algorithm::ES384 => "ES384",
             Algorithm::EdDSA => "EdDSA",
+            Algorithm::Ed25519 => "Ed25519",
+            Algorithm::ESP256 => "ESP256",
+            Algorithm::ESP384 => "ESP384",
         }
     }
 }

@@ -57,6 +57,10 @@ pub enum TokenError {
     /// Not a compact JWS, bad base64url, bad JSON, wrong claim types…
     #[error("malformed token: {0}")]
     Malformed(&'static str),
+    /// An opaque (non-JWT) bearer token: no `.` at all, so not a JWS (e.g. an OAuth reference
+    /// token, which would need introspection).
+    #[error("opaque token (not a JWT)")]
+    Opaque,
     /// `alg` is not a supported asymmetric algorithm (`none`, HMAC, unknown).
     #[error("unsupported algorithm")]
     UnsupportedAlgorithm,
@@ -104,6 +108,7 @@ impl TokenError {
         match self {
             TokenError::TooLarge => "token_too_large",
             TokenError::Malformed(_) => "token_malformed",
+            TokenError::Opaque => "token_opaque",
             TokenError::UnsupportedAlgorithm => "token_alg_unsupported",
             TokenError::AlgorithmNotAllowed => "token_alg_not_allowed",
             TokenError::UnsupportedCrit => "token_crit_unsupported",
@@ -144,10 +149,15 @@ struct Provider {
 /// after insertion). The token's own times are re-checked on every hit, so an expired token is
 /// refused from the cache without signature work; quick_cache has no expiry of its own, and its
 /// capacity bounds what stays.
+///
+/// `key` is the [fingerprint](super::jwk::VerifyingKey::fingerprint) of the key that verified the
+/// token: a hit counts only while the provider's current key set still holds that key, so a key
+/// removed from the JWKS takes its cached tokens with it at the refresh that drops it.
 #[derive(Clone)]
 struct CacheEntry {
     token: Arc<VerifiedToken>,
     until: i64,
+    key: u64,
 }
 
 /// Verifies tokens for every configured provider. Cheap to share (`Arc`).
@@ -300,14 +310,17 @@ impl Verifier {
         if let Some(hit) = self.cache.get(&key)
             && now < hit.until
         {
-            self.cache_hits.inc();
             let provider = self
                 .providers
                 .get(hit.token.provider())
                 .ok_or(TokenError::UnknownIssuer)?;
-            // The cache only skips signature work: time is re-checked against this `now`.
-            check_time(hit.token.times(), now, provider.skew, provider.max_lifetime)?;
-            return Ok(hit.token);
+            // A key gone from the JWKS: verify from scratch (and be refused like a new token).
+            if provider.jwks.holds(hit.key) {
+                self.cache_hits.inc();
+                // The cache only skips signature work: time is re-checked against this `now`.
+                check_time(hit.token.times(), now, provider.skew, provider.max_lifetime)?;
+                return Ok(hit.token);
+            }
         }
         self.cache_misses.inc();
 
@@ -321,9 +334,13 @@ impl Verifier {
         if !provider.config.algorithms.contains(&jws.header.alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
-        self.check_signature(provider, &jws).await?;
+        let key_fingerprint = self.check_signature(provider, &jws).await?;
         check_time(claims.times(), now, provider.skew, provider.max_lifetime)?;
-        check_audience(&claims, &provider.config.audiences)?;
+        check_audience(
+            &claims,
+            &provider.config.audiences,
+            provider.config.allow_any_audience,
+        )?;
         check_required(&claims, &provider.config.required_claims)?;
 
         let until = now.saturating_add(MAX_CACHE_SECS);
@@ -339,6 +356,7 @@ impl Verifier {
             CacheEntry {
                 token: verified.clone(),
                 until,
+                key: key_fingerprint,
             },
         );
         // Only on this path, where a signature check has just cost far more than the count.
@@ -348,15 +366,16 @@ impl Verifier {
     }
 
     /// Finds the key and checks the signature; an unknown `kid` may trigger one (rate-limited)
-    /// refetch of the provider's keys.
+    /// refetch of the provider's keys. Returns the fingerprint of the key that verified.
     async fn check_signature(
         &self,
         provider: &Provider,
         jws: &CompactJws<'_>,
-    ) -> Result<(), TokenError> {
+    ) -> Result<u64, TokenError> {
+        let max = provider.config.jwks.max_keys_without_kid;
         let keys = provider.jwks.current().ok_or(TokenError::KeysUnavailable)?;
-        match jws::verify_signature(jws, &keys) {
-            Ok(()) => return Ok(()),
+        match jws::verify_signature_with(jws, &keys, max) {
+            Ok(key) => return Ok(key.fingerprint()),
             Err(KeyOutcome::UnknownKid) => {}
             Err(other) => return Err(other.into()),
         }
@@ -365,7 +384,9 @@ impl Verifier {
             return Err(TokenError::UnknownKid);
         }
         let keys = provider.jwks.current().ok_or(TokenError::KeysUnavailable)?;
-        jws::verify_signature(jws, &keys).map_err(TokenError::from)
+        jws::verify_signature_with(jws, &keys, max)
+            .map(|k| k.fingerprint())
+            .map_err(TokenError::from)
     }
 }
 
@@ -390,14 +411,14 @@ pub fn verify_with_keys(
     if !provider.algorithms.contains(&jws.header.alg) {
         return Err(TokenError::AlgorithmNotAllowed);
     }
-    jws::verify_signature(&jws, keys)?;
+    jws::verify_signature_with(&jws, keys, provider.jwks.max_keys_without_kid)?;
     check_time(
         claims.times(),
         now,
         secs_i64(provider.clock_skew),
         provider.max_token_lifetime.map(secs_i64),
     )?;
-    check_audience(&claims, &provider.audiences)?;
+    check_audience(&claims, &provider.audiences, provider.allow_any_audience)?;
     check_required(&claims, &provider.required_claims)?;
     Ok(VerifiedToken::new(
         0,
@@ -418,6 +439,7 @@ mod tests {
         let all = [
             TooLarge,
             Malformed("x"),
+            Opaque,
             UnsupportedAlgorithm,
             AlgorithmNotAllowed,
             UnsupportedCrit,
