@@ -1,0 +1,149 @@
+"""Tokens and JWKS made by four other JOSE implementations (panva's jose, authlib, jwcrypto,
+pyjwt), each decision checked through the real mesh-authz binary.
+
+One `mesh-authz serve` holds a provider per (library, algorithm) and per variant (the JWKS with a
+kid shared across key types, the one with a small-order Ed25519 key, and one with
+max_token_lifetime), each reading the JWKS file the library wrote; a second server holds the
+providers of the RFC 9864 fully-specified algorithms, so a config the binary refuses there cannot
+hide the classic rows. Every row of cases.py is one test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+from cases import (
+    AUDIENCE,
+    CLASSIC_ALGS,
+    FULLY_SPECIFIED_ALGS,
+    LIBRARY_ALGS,
+    MAX_LIFETIME_SECS,
+    PATH,
+    SUBJECT_HEADER,
+    issuer,
+    rows,
+)
+from harness import NODE_DIR, MeshAuthz
+from producers import PY_LIBS, finish, make_jose, make_python
+
+ROWS = rows()
+
+
+def provider(lib, alg, variant, jwks_path):
+    p = {
+        "name": f"{lib}-{alg}" + (f"-{variant}" if variant else ""),
+        "issuer": issuer(lib, alg, variant),
+        "audiences": [AUDIENCE],
+        "jwks": {"file": str(jwks_path)},
+        "algorithms": [alg],
+        "claims_to_headers": {"sub": SUBJECT_HEADER},
+    }
+    if variant == "maxlife":
+        p["max_token_lifetime"] = f"{MAX_LIFETIME_SECS}s"
+    return p
+
+
+def server_config(providers):
+    return {
+        "providers": providers,
+        "identity": {"sources": ["principal"], "trust_domains": []},
+        "rules": [{"name": "orders", "match": {"path_prefix": "/orders"}, "require": {"token": True}}],
+        "default_action": "deny",
+    }
+
+
+@pytest.fixture(scope="module")
+def table(binary, node_packages, tmp_path_factory):
+    """Makes every key, JWKS and token, starts the servers, and checks every row once."""
+    work = tmp_path_factory.mktemp("library-tokens")
+    now = int(time.time())
+    made = {"jose": make_jose(LIBRARY_ALGS["jose"], now)}
+    for lib in PY_LIBS:
+        made[lib] = make_python(lib, LIBRARY_ALGS[lib], now)
+
+    groups = {"classic": [], "fully-specified": []}
+    tokens = {}
+    for lib, per_alg in made.items():
+        for alg, out in per_alg.items():
+            done = finish(lib, alg, out, now)
+            group = "classic" if alg in CLASSIC_ALGS else "fully-specified"
+            for variant, jwks in done["jwks"].items():
+                path = work / f"jwks-{lib}-{alg}-{variant or 'main'}.json"
+                path.write_text(json.dumps(jwks))
+                groups[group].append(provider(lib, alg, variant, path))
+            for case, token in done["tokens"].items():
+                tokens[f"{lib}-{alg}-{case}"] = (group, token)
+
+    servers = {}
+    try:
+        for group, providers in groups.items():
+            servers[group] = MeshAuthz(binary, work, server_config(providers), name=f"mesh-authz-{group}")
+        decisions = {}
+        for group, server in servers.items():
+            mine = {rid: tok for rid, (g, tok) in tokens.items() if g == group}
+            decisions.update(server.check_many(mine))
+        yield {"tokens": tokens, "decisions": decisions, "servers": servers}
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_decision(table, row):
+    assert row.id in table["tokens"], f"{row.lib} made no token for {row.case.name} ({row.alg})"
+    group, token = table["tokens"][row.id]
+    got = table["decisions"][row.id]
+    server = table["servers"][group]
+    want = row.case.expected
+    msg = (
+        f"{row.id}: expected {want}, got {got.describe()} — {row.case.why}\n"
+        f"token: {token}\ncheck output:\n{got.output}\n{server.status() if got.status in ('error', '503') else ''}"
+    )
+    assert got.status == want, msg
+    if want == "allow":
+        sub = f"alice-{row.lib}-{row.alg}"
+        assert got.headers.get(SUBJECT_HEADER) == sub, msg
+
+
+def test_every_row_was_made(table):
+    """Each library made every token of the table (no row silently missing)."""
+    missing = [r.id for r in ROWS if r.id not in table["tokens"]]
+    assert not missing, f"rows without a token: {missing}"
+
+
+def test_library_algorithm_support():
+    """LIBRARY_ALGS is what each library really signs with: a library upgrade that adds a
+    fully-specified algorithm (RFC 9864 ESP256/ESP384/Ed25519) makes this fail, so the row is added."""
+    for lib, cls in PY_LIBS.items():
+        impl = cls()
+        for alg in CLASSIC_ALGS + FULLY_SPECIFIED_ALGS:
+            assert impl.supports(alg) == (alg in LIBRARY_ALGS[lib]), f"{lib} {alg}"
+
+
+JOSE_SUPPORT = """
+import { generateKeyPair } from 'jose';
+const out = {};
+for (const alg of JSON.parse(process.argv[1])) {
+  try {
+    await generateKeyPair(alg, { extractable: true, ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}) });
+    out[alg] = true;
+  } catch { out[alg] = false; }
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def test_jose_algorithm_support(node_packages):
+    """The same for panva's jose."""
+    algs = CLASSIC_ALGS + FULLY_SPECIFIED_ALGS
+    p = subprocess.run(
+        ["node", "--input-type=module", "-e", JOSE_SUPPORT, json.dumps(algs)],
+        cwd=NODE_DIR, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    support = json.loads(p.stdout)
+    for alg in algs:
+        assert support[alg] == (alg in LIBRARY_ALGS["jose"]), f"jose {alg}"
