@@ -252,20 +252,32 @@ def make_python(lib: str, algs: list[str], now: int) -> dict:
     return out
 
 
-def make_jose(algs: list[str], now: int) -> dict:
-    """The same for panva's jose, in node (one process for every algorithm)."""
+def start_jose(algs: list[str], now: int, workdir: Path) -> subprocess.Popen:
+    """Starts the same for panva's jose, in node (one process for every algorithm); it runs while
+    the Python libraries make theirs. Collect with `collect_jose`."""
     plan = {alg: {"foreign_alg": foreign_kty_alg(alg), "specs": token_specs("jose", alg, now)} for alg in algs}
-    proc = subprocess.run(
-        ["node", str(NODE_DIR / "jose_tokens.mjs")],
-        input=json.dumps(plan),
-        capture_output=True,
+    plan_path = workdir / "jose-plan.json"
+    plan_path.write_text(json.dumps(plan))
+    return subprocess.Popen(
+        ["node", str(NODE_DIR / "jose_tokens.mjs"), str(plan_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
-        check=False,
+        cwd=NODE_DIR,
     )
+
+
+def collect_jose(proc: subprocess.Popen) -> dict:
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     if proc.returncode != 0:
-        raise RuntimeError(f"node jose_tokens.mjs failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout)
+        raise RuntimeError(f"node jose_tokens.mjs failed (exit {proc.returncode}): {stderr[-2000:]}")
+    return json.loads(stdout)
 
 
 def finish(lib: str, alg: str, made: dict, now: int) -> dict:

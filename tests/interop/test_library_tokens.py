@@ -27,7 +27,7 @@ from cases import (
     rows,
 )
 from harness import NODE_DIR, MeshAuthz
-from producers import PY_LIBS, finish, make_jose, make_python
+from producers import PY_LIBS, collect_jose, finish, make_python, start_jose
 
 ROWS = rows()
 
@@ -60,9 +60,9 @@ def table(binary, node_packages, tmp_path_factory):
     """Makes every key, JWKS and token, starts the servers, and checks every row once."""
     work = tmp_path_factory.mktemp("library-tokens")
     now = int(time.time())
-    made = {"jose": make_jose(LIBRARY_ALGS["jose"], now)}
-    for lib in PY_LIBS:
-        made[lib] = make_python(lib, LIBRARY_ALGS[lib], now)
+    jose = start_jose(LIBRARY_ALGS["jose"], now, work)
+    made = {lib: make_python(lib, LIBRARY_ALGS[lib], now) for lib in PY_LIBS}
+    made["jose"] = collect_jose(jose)
 
     groups = {"classic": [], "fully-specified": []}
     tokens = {}

@@ -1,8 +1,9 @@
 // Keys, JWKS and tokens made by panva's jose for tests/interop (see producers.py).
 //
-// Reads on stdin {alg: {foreign_alg, specs: [{case, role, header, claims}]}} and prints
-// {alg: {jwks, jwks_kidshare, tokens: {case: token}}}. Every key is generated, exported and used
-// by jose: JWKs from exportJWK, tokens from SignJWT / UnsecuredJWT.
+// Reads the plan file named by its argument, {alg: {foreign_alg, specs: [{case, role, header,
+// claims}]}}, and prints {alg: {jwks, jwks_kidshare, tokens: {case: token}}}. Every key is
+// generated, exported and used by jose: JWKs from exportJWK, tokens from SignJWT / UnsecuredJWT.
+import { readFileSync } from 'node:fs';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, UnsecuredJWT } from 'jose';
 
 const KID = { signer: 'signer', other: 'other', enc: 'enc-key', shared: 'shared' };
@@ -32,36 +33,35 @@ async function sign(spec, alg, keys) {
   return new SignJWT(claims).setProtectedHeader({ ...header, alg }).sign(keys[role].privateKey, options);
 }
 
-const chunks = [];
-for await (const chunk of process.stdin) chunks.push(chunk);
-const plan = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+const plan = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 
-const out = {};
-for (const [alg, { foreign_alg: foreignAlg, specs }] of Object.entries(plan)) {
-  const keys = {
-    signer: await generate(alg),
-    other: await generate(alg),
-    forger: await generate(alg),
-    enc: await generate(alg),
-  };
-  const foreign = await generate(foreignAlg);
+async function make(alg, foreignAlg, specs) {
+  const [signer, other, forger, enc, foreign] = await Promise.all(
+    [alg, alg, alg, alg, foreignAlg].map(generate),
+  );
+  const keys = { signer, other, forger, enc };
   const tokens = {};
   for (const spec of specs) tokens[spec.case] = await sign(spec, alg, keys);
-  out[alg] = {
+  return {
     jwks: {
       keys: [
-        await publicJwk(keys.other, KID.other, alg),
-        await publicJwk(keys.signer, KID.signer, alg),
-        await publicJwk(keys.enc, KID.enc, alg, 'enc'),
+        await publicJwk(other, KID.other, alg),
+        await publicJwk(signer, KID.signer, alg),
+        await publicJwk(enc, KID.enc, alg, 'enc'),
       ],
     },
     jwks_kidshare: {
       keys: [
         await publicJwk(foreign, KID.shared, foreignAlg),
-        await publicJwk(keys.signer, KID.shared, alg),
+        await publicJwk(signer, KID.shared, alg),
       ],
     },
     tokens,
   };
 }
+
+// Key generation runs on libuv's thread pool: every algorithm at once.
+const entries = Object.entries(plan);
+const made = await Promise.all(entries.map(([alg, p]) => make(alg, p.foreign_alg, p.specs)));
+const out = Object.fromEntries(entries.map(([alg], i) => [alg, made[i]]));
 process.stdout.write(JSON.stringify(out));
