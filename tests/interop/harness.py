@@ -149,7 +149,8 @@ class MeshAuthz:
             "shutdown_grace": "1s",
             **config.get("server", {}),
         }
-        config.setdefault("logging", {"format": "text", "level": "info"})
+        # JSON lines: no colour codes in the logs the failure messages quote.
+        config.setdefault("logging", {"format": "json", "level": "info"})
         self.config_path = workdir / f"{name}.yaml"
         # JSON is YAML.
         self.config_path.write_text(json.dumps(config, indent=1))
@@ -167,7 +168,7 @@ class MeshAuthz:
                 return
             # Ready once every provider holds keys; a provider that never does shows in its rows.
             try:
-                wait_until(lambda: self._get("/readyz") == 200, 10, f"{name} /readyz")
+                wait_until(lambda: self._get("/readyz") == 200, 5, f"{name} /readyz")
                 self.ready = True
             except TimeoutError:
                 pass
