@@ -214,14 +214,36 @@ class Jwcrypto:
 PY_LIBS = {"pyjwt": PyJwt, "authlib": Authlib, "jwcrypto": Jwcrypto}
 
 
+def key_family(alg: str) -> str:
+    """Algorithms whose keys are interchangeable: every RS*/PS* takes an RSA key."""
+    return kty_of(alg) if kty_of(alg) == "RSA" else f"{kty_of(alg)}-{crv_of(alg)}"
+
+
+class KeyPool:
+    """One key per (key family, role) for a library: the six RSA algorithms share their RSA keys
+    (each provider still gets its own JWKS, with that algorithm's `alg`), which keeps RSA key
+    generation, the slow part, to five keys per library."""
+
+    def __init__(self, generate):
+        self.generate = generate
+        self.keys = {}
+
+    def get(self, alg: str, role: str):
+        slot = (key_family(alg), role)
+        if slot not in self.keys:
+            self.keys[slot] = self.generate(alg)
+        return self.keys[slot]
+
+
 def make_python(lib: str, algs: list[str], now: int) -> dict:
     """Keys, JWKS and tokens of one Python library, in the shape node/jose_tokens.mjs prints."""
     impl = PY_LIBS[lib]()
+    pool = KeyPool(impl.generate)
     out = {}
     for alg in algs:
-        signer, other, forger, enc = (impl.generate(alg) for _ in range(4))
+        signer, other, forger, enc = (pool.get(alg, role) for role in ("signer", "other", "forger", "enc"))
         falg = foreign_kty_alg(alg)
-        foreign = impl.generate(falg)
+        foreign = pool.get(falg, "foreign")
         tokens = {}
         for spec in token_specs(lib, alg, now):
             role, header, claims = spec["role"], spec["header"], spec["claims"]

@@ -137,8 +137,9 @@ console.log(JSON.stringify(out));
 
 
 def test_jose_algorithm_support(node_packages):
-    """The same for panva's jose."""
-    algs = CLASSIC_ALGS + FULLY_SPECIFIED_ALGS
+    """The same for panva's jose, for the algorithms whose support varies (the table itself
+    fails if jose stops signing a classic one); no RSA key generation, which is slow."""
+    algs = ["ES256", "EdDSA"] + FULLY_SPECIFIED_ALGS
     p = subprocess.run(
         ["node", "--input-type=module", "-e", JOSE_SUPPORT, json.dumps(algs)],
         cwd=NODE_DIR, capture_output=True, text=True, timeout=60, check=False,
