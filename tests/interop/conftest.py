@@ -15,11 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import NODE_DIR, mesh_authz_bin  # noqa: E402
 
 
-def pytest_configure(config):
-    # authlib 1.x still ships authlib.jose (the interop suite tests it, as deployed code uses it).
-    config.addinivalue_line("filterwarnings", "ignore:authlib.jose module is deprecated")
-
-
 @pytest.fixture(scope="session")
 def binary() -> Path:
     """The mesh-authz binary; the test fails (never skips) when it is missing."""

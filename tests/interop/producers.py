@@ -113,7 +113,11 @@ class Authlib:
 
     def __init__(self):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            # authlib.jose is deprecated in favour of joserfc but still what deployed code runs;
+            # authlib forces its own warning to "always" on import, so ignore it after that.
+            from authlib.deprecate import AuthlibDeprecationWarning
+
+            warnings.simplefilter("ignore", AuthlibDeprecationWarning)
             from authlib.jose import JsonWebKey, JsonWebSignature
 
         self.JsonWebKey = JsonWebKey

@@ -108,6 +108,18 @@ def test_decision(table, row):
         assert got.headers.get(SUBJECT_HEADER) == sub, msg
 
 
+def test_server_logs_hold_no_token(table):
+    """Hundreds of denials were logged: no token, nor its signature, appears in them."""
+    logs = ""
+    for server in table["servers"].values():
+        for path in (server.process.stdout_path, server.process.stderr_path):
+            logs += path.read_text(errors="replace")
+    assert "check denied" in logs, "no denial was logged: the servers did not answer"
+    leaked = [rid for rid, (_g, tok) in table["tokens"].items()
+              if tok in logs or (tok.rsplit(".", 1)[-1] and tok.rsplit(".", 1)[-1] in logs)]
+    assert not leaked, f"tokens in the server logs: {leaked[:10]}"
+
+
 def test_every_row_was_made(table):
     """Each library made every token of the table (no row silently missing)."""
     missing = [r.id for r in ROWS if r.id not in table["tokens"]]
