@@ -202,10 +202,11 @@ class MeshAuthz:
             return Decision(124, "error", None, {}, "mesh-authz check timed out after 20 s")
         return parse_check_output(p.returncode, p.stdout, p.stderr)
 
-    def check_many(self, tokens: dict[str, str | None], workers: int = 4) -> dict[str, Decision]:
+    def check_many(self, tokens: dict[str, str | None], path: str = "/orders/42",
+                   workers: int = 4) -> dict[str, Decision]:
         """Checks many tokens concurrently; {key: token} -> {key: Decision}."""
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {k: pool.submit(self.check, t) for k, t in tokens.items()}
+            futures = {k: pool.submit(self.check, t, path) for k, t in tokens.items()}
             return {k: f.result() for k, f in futures.items()}
 
     def stop(self):

@@ -84,7 +84,7 @@ def table(binary, node_packages, tmp_path_factory):
         decisions = {}
         for group, server in servers.items():
             mine = {rid: tok for rid, (g, tok) in tokens.items() if g == group}
-            decisions.update(server.check_many(mine))
+            decisions.update(server.check_many(mine, PATH))
         yield {"tokens": tokens, "decisions": decisions, "servers": servers}
     finally:
         for server in servers.values():
