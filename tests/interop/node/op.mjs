@@ -68,4 +68,8 @@ const server = https.createServer(
 server.listen(cfg.port, '127.0.0.1', () => {
   process.stdout.write(`READY ${cfg.issuer}\n`);
 });
-process.on('SIGTERM', () => server.close(() => process.exit(0)));
+process.on('SIGTERM', () => {
+  // Keep-alive connections (mesh-authz's JWKS client) would hold close() open.
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+});
