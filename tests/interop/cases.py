@@ -2,7 +2,8 @@
 
 Every expectation comes from the RFCs and the README's contract ("How a check is decided"), never
 from what the current binary does. A row is one (library, algorithm, case); the test asserts the
-decision (allow / 401 / 403 / 503) and, on allow, the identity header made from the token's `sub`.
+decision (allow / 401 / 403 / 503), on allow the identity header made from the token's `sub`, and
+for a few denials the reason.
 """
 
 from __future__ import annotations
@@ -61,14 +62,19 @@ class Case:
     expected: str  # "allow" or "401" / "403" / "503"
     why: str
     ed_only: bool = False
+    # The deny reason (`mesh_authz_checks_total{reason}`, the log line, --explain), pinned where
+    # the status alone could be right for the wrong cause.
+    reason: str | None = None
 
 
 CASES = [
     Case("valid", "allow", "signed by the JWKS key named by kid, every claim good"),
-    Case("expired", "401", "RFC 7519 §4.1.4: exp 10 min ago, beyond the 30 s skew"),
-    Case("nbf_future", "401", "RFC 7519 §4.1.5: nbf an hour ahead"),
+    Case("expired", "401", "RFC 7519 §4.1.4: exp 10 min ago, beyond the 30 s skew",
+         reason="token_expired"),
+    Case("nbf_future", "401", "RFC 7519 §4.1.5: nbf an hour ahead", reason="token_not_yet_valid"),
     Case("wrong_iss", "401", "README: the provider is chosen by exact iss; this one is unknown"),
-    Case("wrong_aud", "401", "RFC 7519 §4.1.3: aud is not an audience of the provider"),
+    Case("wrong_aud", "401", "RFC 7519 §4.1.3: aud is not an audience of the provider",
+         reason="token_wrong_audience"),
     Case("aud_array", "allow", "RFC 7519 §4.1.3: aud as an array holding the audience"),
     Case("tampered_payload", "401", "RFC 7515 §5.2: payload changed after signing"),
     Case("foreign_key_same_kid", "401", "signed by another key under the JWKS key's kid"),
@@ -77,7 +83,8 @@ CASES = [
     Case("no_kid", "allow", "RFC 7515 §4.1.4: kid is optional; try every compatible key"),
     Case("kid_shared_across_kty", "allow", "RFC 7517 §4.5: same kid, different kty; pick by kid+alg"),
     Case("exp_1e20", "allow", "RFC 7519 §2 NumericDate: 1e20 is a far-future time, not malformed"),
-    Case("exp_1e20_max_lifetime", "401", "README max_token_lifetime: exp - iat over 1h"),
+    Case("exp_1e20_max_lifetime", "401", "README max_token_lifetime: exp - iat over 1h, so a "
+         "lifetime refusal, not a malformed token", reason="token_lifetime_too_long"),
     Case("use_enc_key", "401", "RFC 7517 §4.2: a use=enc key never verifies a signature"),
     Case("crit_unknown", "401", "RFC 7515 §4.1.11: an unknown crit extension must be refused"),
     Case("jti_numeric", "401", "RFC 7519 §4.1.7 jti is a string; README: numeric jti refused"),

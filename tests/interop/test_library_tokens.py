@@ -103,6 +103,8 @@ def test_decision(table, row):
         f"token: {token}\ncheck output:\n{got.output}\n{server.status() if got.status in ('error', '503') else ''}"
     )
     assert got.status == want, msg
+    if row.case.reason:
+        assert got.reason == row.case.reason, f"reason {got.reason!r}, want {row.case.reason!r}\n{msg}"
     if want == "allow":
         sub = f"alice-{row.lib}-{row.alg}"
         assert got.headers.get(SUBJECT_HEADER) == sub, msg
