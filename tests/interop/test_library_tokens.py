@@ -10,6 +10,7 @@ hide the classic rows. Every row of cases.py is one test.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
@@ -66,6 +67,7 @@ def table(binary, node_packages, tmp_path_factory):
 
     groups = {"classic": [], "fully-specified": []}
     tokens = {}
+    jwks_by_issuer = {}
     for lib, per_alg in made.items():
         for alg, out in per_alg.items():
             done = finish(lib, alg, out, now)
@@ -73,6 +75,7 @@ def table(binary, node_packages, tmp_path_factory):
             for variant, jwks in done["jwks"].items():
                 path = work / f"jwks-{lib}-{alg}-{variant or 'main'}.json"
                 path.write_text(json.dumps(jwks))
+                jwks_by_issuer[issuer(lib, alg, variant)] = jwks
                 groups[group].append(provider(lib, alg, variant, path))
             for case, token in done["tokens"].items():
                 tokens[f"{lib}-{alg}-{case}"] = (group, token)
@@ -85,7 +88,7 @@ def table(binary, node_packages, tmp_path_factory):
         for group, server in servers.items():
             mine = {rid: tok for rid, (g, tok) in tokens.items() if g == group}
             decisions.update(server.check_many(mine, PATH))
-        yield {"tokens": tokens, "decisions": decisions, "servers": servers}
+        yield {"tokens": tokens, "decisions": decisions, "servers": servers, "jwks": jwks_by_issuer}
     finally:
         for server in servers.values():
             server.stop()
@@ -108,6 +111,41 @@ def test_decision(table, row):
     if want == "allow":
         sub = f"alice-{row.lib}-{row.alg}"
         assert got.headers.get(SUBJECT_HEADER) == sub, msg
+
+
+def test_allow_rows_verify_with_jwcrypto(table):
+    """The table's own check: every token expected to be allowed verifies, with jwcrypto, against
+    the JWKS its issuer's provider reads (key by kid, or every key when there is none), so an
+    `allow` row fails only where mesh-authz disagrees with another implementation."""
+    from jwcrypto import jwk, jws
+
+    failures = []
+    for row in ROWS:
+        if row.case.expected != "allow":
+            continue
+        _group, token = table["tokens"][row.id]
+        header = json.loads(base64url_decode(token.split(".")[0]))
+        claims = json.loads(base64url_decode(token.split(".")[1]))
+        keys = [k for k in table["jwks"][claims["iss"]]["keys"]
+                if k.get("use", "sig") == "sig" and k.get("alg") == header["alg"]
+                and ("kid" not in header or k.get("kid") == header["kid"])]
+        ok = False
+        for key in keys:
+            obj = jws.JWS()
+            obj.allowed_algs = [header["alg"]]
+            try:
+                obj.deserialize(token, jwk.JWK(**key))
+                ok = True
+                break
+            except jws.InvalidJWSSignature:
+                continue
+        if not ok:
+            failures.append(row.id)
+    assert not failures, f"allow rows that jwcrypto does not verify: {failures}"
+
+
+def base64url_decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def test_server_logs_hold_no_token(table):
