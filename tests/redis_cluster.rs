@@ -230,10 +230,29 @@ async fn hung_nodes_and_failover_keep_revocations() {
         "serving {:?} after start beside a hung replica",
         t0.elapsed()
     );
+    // A write on the master whose only replica hangs is not confirmed (`WAIT` on a cluster).
+    let lonely = (victim_master + 1) % 3;
+    let unreplicated = (0..1000)
+        .map(|i| format!("w{i}"))
+        .find(|j| cluster.master_of_slot(key_slot(format!("f:jti:{j}").as_bytes()), None) == lonely)
+        .unwrap();
+    let err = store
+        .revoke_jti(&unreplicated, now() + 600)
+        .await
+        .expect_err("confirmed without its replica");
+    assert!(err.to_string().contains("not confirmed"), "{err}");
     cluster.nodes[hung_replica].resume();
 
     // The master of r0 hangs; its replica takes over after the node timeout.
     let slot = key_slot(b"f:jti:r0");
+    let healthy: Vec<bool> = jtis
+        .iter()
+        .map(|j| {
+            let s = key_slot(format!("f:jti:{j}").as_bytes());
+            cluster.master_of_slot(s, None) != victim_master
+        })
+        .collect();
+    assert!(healthy.iter().any(|h| *h) && healthy.iter().any(|h| !*h));
     cluster.nodes[victim_master].pause();
     let paused = Instant::now();
     let mut promoted: Option<Instant> = None;
@@ -241,11 +260,16 @@ async fn hung_nodes_and_failover_keep_revocations() {
     let mut lookups = 0u32;
     loop {
         let all = futures_util::future::join_all(jtis.iter().map(|j| store.status(token(j))));
-        for (j, st) in jtis.iter().zip(all.await) {
+        for ((j, st), healthy) in jtis.iter().zip(all.await).zip(&healthy) {
             lookups += 1;
             assert!(
                 !matches!(st, Ok(Status::Active)),
                 "revoked {j} reported active during the failover"
+            );
+            // Slots of the healthy masters never wait on (or fail because of) the hung one.
+            assert!(
+                !healthy || matches!(st, Ok(Status::Revoked(_))),
+                "{j} on a healthy master: {st:?}"
             );
         }
         let ok = matches!(

@@ -254,6 +254,9 @@ impl ReplicatedCluster {
                         &timeout,
                         "--cluster-replica-validity-factor",
                         "0",
+                        // The slots of healthy masters keep answering while one master is down.
+                        "--cluster-require-full-coverage",
+                        "no",
                     ],
                 )
             })

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Conn, Shared};
 
 /// How often the seeds are asked for the topology.
-pub const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(300);
 /// How long one seed may take to answer `CLUSTER SLOTS`.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 
