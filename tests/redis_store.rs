@@ -459,6 +459,11 @@ fn redis_config_is_validated_and_redacted() {
     );
     assert!(e.contains("not both"), "{e}");
     assert!(e.contains("revocation.redis.command_timeout"), "{e}");
+    let e = errors(
+        "  store: redis\n  redis:\n    url: redis://a:1\n    min_replicas: 17\n    replication_timeout: 0s\n",
+    );
+    assert!(e.contains("revocation.redis.min_replicas"), "{e}");
+    assert!(e.contains("revocation.redis.replication_timeout"), "{e}");
     assert_eq!(
         errors("  store: redis\n  redis:\n    url: \"rediss://u:pw@h:6380\"\n"),
         ""

@@ -193,6 +193,8 @@ pub(super) async fn supervise(shared: Arc<Shared>, setup: ClusterSetup, cancel: 
         })
         .collect();
     let mut current: Option<Topology> = None;
+    // Warn once per outage, not on every round.
+    let mut unreachable = false;
     loop {
         let answers = futures_util::future::join_all(
             setup
@@ -210,6 +212,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, setup: ClusterSetup, cancel: 
             .map(|(i, _)| i.clone())
             .collect();
         let topology = answers.into_iter().flatten().next();
+        let answered = topology.is_some();
         shared.healthy.store(
             topology.is_some() && shared.conn.load().is_some(),
             std::sync::atomic::Ordering::Relaxed,
@@ -245,7 +248,9 @@ pub(super) async fn supervise(shared: Arc<Shared>, setup: ClusterSetup, cancel: 
             }
             Some(_) => {}
             None => {
-                tracing::warn!("no Redis Cluster seed node answered; retrying");
+                if !unreachable {
+                    tracing::warn!("no Redis Cluster seed node answers; retrying");
+                }
                 shared
                     .metrics
                     .redis_errors
@@ -253,6 +258,10 @@ pub(super) async fn supervise(shared: Arc<Shared>, setup: ClusterSetup, cancel: 
                     .inc();
             }
         }
+        if unreachable && answered {
+            tracing::info!("Redis Cluster seed nodes answer again");
+        }
+        unreachable = !answered;
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
