@@ -172,7 +172,8 @@ fn replicated_config(nodes: Vec<String>) -> RedisConfig {
         cache_ttl: Duration::from_secs(1),
         cache_capacity: 1000,
         connect_timeout: Duration::from_millis(500),
-        command_timeout: Duration::from_millis(300),
+        // Generous for a loaded CI machine: a healthy lookup must never time out here.
+        command_timeout: Duration::from_millis(500),
         ca_file: None,
         username_file: None,
         password_file: None,
@@ -192,8 +193,8 @@ fn token(jti: &str) -> TokenRef<'_> {
 /// mesh-authz store starts with all six nodes as seeds: it serves within 10 s. Then a master
 /// hangs: no revoked token is ever reported active, revocations acknowledged with
 /// `min_replicas: 1` survive the failover, and lookups on the hung master's slots answer
-/// correctly soon after its replica is promoted (the bar: 2 s; asserted with slack for CI).
-#[tokio::test]
+/// correctly within 2 s of its replica's promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_nodes_and_failover_keep_revocations() {
     let cluster = ReplicatedCluster::start(1000);
     let jtis: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
@@ -291,7 +292,7 @@ async fn hung_nodes_and_failover_keep_revocations() {
                         since.saturating_duration_since(p)
                     );
                     assert!(
-                        since.saturating_duration_since(p) < Duration::from_secs(4),
+                        since.saturating_duration_since(p) < Duration::from_secs(2),
                         "failover followed too late"
                     );
                     break;
@@ -303,6 +304,8 @@ async fn hung_nodes_and_failover_keep_revocations() {
             paused.elapsed() < Duration::from_secs(20),
             "never followed the failover (promoted: {promoted:?})"
         );
+        // Lookups refused by the breaker complete at once: leave the runtime to the others.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Every acknowledged revocation is on the promoted replica.
     for j in &jtis {
