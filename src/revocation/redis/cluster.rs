@@ -20,6 +20,8 @@ use super::{Conn, Shared};
 
 /// How often the seeds are asked for the topology.
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(300);
+/// Shortest time between two topology rounds (lookups failing on a hung node ask for one).
+pub const MIN_ROUND_GAP: Duration = Duration::from_millis(50);
 /// How long one seed may take to answer `CLUSTER SLOTS`.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 
@@ -196,6 +198,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, setup: ClusterSetup, cancel: 
     // Warn once per outage, not on every round.
     let mut unreachable = false;
     loop {
+        let round = tokio::time::Instant::now();
         let answers = futures_util::future::join_all(
             setup
                 .probes
@@ -266,6 +269,11 @@ pub(super) async fn supervise(shared: Arc<Shared>, setup: ClusterSetup, cancel: 
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
             _ = shared.refresh.notified() => {}
+        }
+        // Timed-out lookups ask for a round at once, but at most every MIN_ROUND_GAP.
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(round + MIN_ROUND_GAP) => {}
         }
     }
 }
