@@ -474,6 +474,17 @@ pub struct RedisConfig {
     /// File holding the password (overrides the URL's and `MESH_AUTHZ_REDIS_PASSWORD`).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// Replicas that must hold a revocation (`WAIT`) before it is confirmed (0: the master's
+    /// acknowledgement is enough).
+    #[serde(default)]
+    pub min_replicas: u32,
+    /// How long a write waits for `min_replicas` before it is reported as not confirmed.
+    #[serde(default = "default_replication_timeout", with = "duration")]
+    pub replication_timeout: Duration,
+}
+
+fn default_replication_timeout() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_cache_capacity() -> u64 {

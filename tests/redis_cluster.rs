@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis::RedisCluster;
+use common::redis::{RedisCluster, ReplicatedCluster};
 use common::*;
 use mesh_authz::config::RedisConfig;
 use mesh_authz::revocation::redis::{RedisStore, key_slot};
@@ -135,6 +135,8 @@ async fn cluster_store_api() {
         ca_file: None,
         username_file: None,
         password_file: None,
+        min_replicas: 0,
+        replication_timeout: Duration::from_secs(1),
     };
     let store = RedisStore::connect(&cfg, Metrics::new()).await.unwrap();
     assert!(store.wait_connected(Duration::from_secs(10)).await);
@@ -160,4 +162,158 @@ async fn cluster_store_api() {
     assert_eq!(cluster.cli(&["GET", "t:sub:s"]), "100");
     assert_eq!(store.list_recent(5).await.unwrap().len(), 5);
     assert!(store.ready());
+}
+
+fn replicated_config(nodes: Vec<String>) -> RedisConfig {
+    RedisConfig {
+        url: None,
+        cluster_nodes: nodes,
+        key_prefix: "f:".into(),
+        cache_ttl: Duration::from_secs(1),
+        cache_capacity: 1000,
+        connect_timeout: Duration::from_millis(500),
+        // Generous for a loaded CI machine: a healthy lookup must never time out here.
+        command_timeout: Duration::from_millis(500),
+        ca_file: None,
+        username_file: None,
+        password_file: None,
+        min_replicas: 1,
+        replication_timeout: Duration::from_secs(1),
+    }
+}
+
+fn token(jti: &str) -> TokenRef<'_> {
+    TokenRef {
+        jti: Some(jti),
+        ..TokenRef::default()
+    }
+}
+
+/// 3 masters, 3 replicas, `cluster-node-timeout` 1 s. A replica hangs (SIGSTOP) while a
+/// mesh-authz store starts with all six nodes as seeds: it serves within 10 s. Then a master
+/// hangs: no revoked token is ever reported active, revocations acknowledged with
+/// `min_replicas: 1` survive the failover, and lookups on the hung master's slots answer
+/// correctly within 2 s of its replica's promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_nodes_and_failover_keep_revocations() {
+    let cluster = ReplicatedCluster::start(1000);
+    let jtis: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
+    let writer = RedisStore::connect(&replicated_config(cluster.urls()), Metrics::new())
+        .await
+        .unwrap();
+    assert!(writer.wait_connected(Duration::from_secs(10)).await);
+    for j in &jtis {
+        writer.revoke_jti(j, now() + 600).await.unwrap();
+    }
+
+    // A hung replica among the seeds does not hold start-up up.
+    let victim_master = cluster.master_of("f:jti:r0");
+    let hung_replica = cluster.replica_of((victim_master + 1) % 3);
+    cluster.nodes[hung_replica].pause();
+    let t0 = Instant::now();
+    let store = RedisStore::connect(&replicated_config(cluster.urls()), Metrics::new())
+        .await
+        .unwrap();
+    loop {
+        if matches!(
+            store.status(token("r0")).await,
+            Ok(Status::Revoked(RevokedBy::Jti))
+        ) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "not serving 10 s after start beside a hung node"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "serving {:?} after start beside a hung replica",
+        t0.elapsed()
+    );
+    // A write on the master whose only replica hangs is not confirmed (`WAIT` on a cluster).
+    let lonely = (victim_master + 1) % 3;
+    let unreplicated = (0..1000)
+        .map(|i| format!("w{i}"))
+        .find(|j| cluster.master_of_slot(key_slot(format!("f:jti:{j}").as_bytes()), None) == lonely)
+        .unwrap();
+    let err = store
+        .revoke_jti(&unreplicated, now() + 600)
+        .await
+        .expect_err("confirmed without its replica");
+    assert!(err.to_string().contains("not confirmed"), "{err}");
+    cluster.nodes[hung_replica].resume();
+
+    // The master of r0 hangs; its replica takes over after the node timeout.
+    let slot = key_slot(b"f:jti:r0");
+    let healthy: Vec<bool> = jtis
+        .iter()
+        .map(|j| {
+            let s = key_slot(format!("f:jti:{j}").as_bytes());
+            cluster.master_of_slot(s, None) != victim_master
+        })
+        .collect();
+    assert!(healthy.iter().any(|h| *h) && healthy.iter().any(|h| !*h));
+    cluster.nodes[victim_master].pause();
+    let paused = Instant::now();
+    let mut promoted: Option<Instant> = None;
+    let mut correct_since: Option<Instant> = None;
+    let mut lookups = 0u32;
+    loop {
+        let all = futures_util::future::join_all(jtis.iter().map(|j| store.status(token(j))));
+        for ((j, st), healthy) in jtis.iter().zip(all.await).zip(&healthy) {
+            lookups += 1;
+            assert!(
+                !matches!(st, Ok(Status::Active)),
+                "revoked {j} reported active during the failover"
+            );
+            // Slots of the healthy masters never wait on (or fail because of) the hung one.
+            assert!(
+                !healthy || matches!(st, Ok(Status::Revoked(_))),
+                "{j} on a healthy master: {st:?}"
+            );
+        }
+        let ok = matches!(
+            store.status(token("r0")).await,
+            Ok(Status::Revoked(RevokedBy::Jti))
+        ) && store.status(token("never-revoked-0")).await.is_ok();
+        if promoted.is_none() && cluster.master_of_slot(slot, Some(victim_master)) != victim_master
+        {
+            promoted = Some(Instant::now());
+            eprintln!("replica promoted {:?} after the hang", paused.elapsed());
+        }
+        match (ok, promoted) {
+            (true, Some(p)) => {
+                let since = *correct_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(500) {
+                    eprintln!(
+                        "correct answers {:?} after the promotion ({lookups} lookups, none \
+                         active)",
+                        since.saturating_duration_since(p)
+                    );
+                    assert!(
+                        since.saturating_duration_since(p) < Duration::from_secs(2),
+                        "failover followed too late"
+                    );
+                    break;
+                }
+            }
+            _ => correct_since = None,
+        }
+        assert!(
+            paused.elapsed() < Duration::from_secs(20),
+            "never followed the failover (promoted: {promoted:?})"
+        );
+        // Lookups refused by the breaker complete at once: leave the runtime to the others.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Every acknowledged revocation is on the promoted replica.
+    for j in &jtis {
+        let st = store.status(token(j)).await;
+        assert!(
+            matches!(st, Ok(Status::Revoked(RevokedBy::Jti))),
+            "{j}: {st:?}"
+        );
+    }
+    cluster.nodes[victim_master].resume();
 }

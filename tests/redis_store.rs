@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis::RedisServer;
+use common::redis::{RedisServer, free_port};
 use common::*;
 use mesh_authz::config::RedisConfig;
 use mesh_authz::revocation::redis::{JTI_GRACE_SECS, RedisStore};
@@ -88,6 +88,8 @@ fn store_config(url: &str) -> RedisConfig {
         ca_file: None,
         username_file: None,
         password_file: None,
+        min_replicas: 0,
+        replication_timeout: Duration::from_millis(500),
     }
 }
 
@@ -230,7 +232,11 @@ async fn store_writes_follow_the_data_model() {
 /// Redis restarted: the service recovers by itself within 5 s.
 #[tokio::test]
 async fn redis_killed_fails_closed_then_recovers() {
-    let mut redis = RedisServer::start();
+    // Persistent, as the README asks of a Redis holding revocations: a restart keeps them.
+    let mut redis = RedisServer::start_with(
+        free_port(),
+        &["--appendonly", "yes", "--appendfsync", "always"],
+    );
     let mut e = env(&redis_yaml(&redis.url(), "  on_error: deny\n")).await;
     let active = mint(&e.key, "alice", |_| {});
     let revoked = mint(&e.key, "bob", |o| o.jti = Some("kill-1".into()));
@@ -282,12 +288,7 @@ async fn redis_killed_fails_closed_then_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("recovered {:?} after restart", t0.elapsed());
-    // The restarted Redis is empty; revoking again works and is seen.
-    e.server
-        .revocation
-        .revoke_jti("kill-1", now() + 600)
-        .await
-        .unwrap();
+    // The revocation survived the restart (AOF).
     assert_eq!(e.status(&revoked).await.0, 401);
 }
 
@@ -458,6 +459,11 @@ fn redis_config_is_validated_and_redacted() {
     );
     assert!(e.contains("not both"), "{e}");
     assert!(e.contains("revocation.redis.command_timeout"), "{e}");
+    let e = errors(
+        "  store: redis\n  redis:\n    url: redis://a:1\n    min_replicas: 17\n    replication_timeout: 0s\n",
+    );
+    assert!(e.contains("revocation.redis.min_replicas"), "{e}");
+    assert!(e.contains("revocation.redis.replication_timeout"), "{e}");
     assert_eq!(
         errors("  store: redis\n  redis:\n    url: \"rediss://u:pw@h:6380\"\n"),
         ""
@@ -471,4 +477,224 @@ fn redis_config_is_validated_and_redacted() {
     let printed = serde_json::to_string(&c).unwrap();
     assert!(!printed.contains("hunter2"), "{printed}");
     assert!(printed.contains("rediss://user:***@h:6380/0"), "{printed}");
+}
+
+/// Polls `f` until it is true or `limit` passes; the time it took.
+async fn eventually(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t0.elapsed()
+}
+
+/// A Redis restarted without persistence comes back empty: the replicas that knew its epoch
+/// marker fail closed (every token, revoked or not, 503 `revocation_unavailable`), `/readyz`
+/// names the reason, until an operator confirms; then they serve again.
+#[tokio::test]
+async fn emptied_redis_fails_closed_until_confirmed() {
+    let mut redis = RedisServer::start();
+    let mut e = env(&redis_yaml(&redis.url(), "  on_error: deny\n")).await;
+    let active = mint(&e.key, "alice", |_| {});
+    let revoked = mint(&e.key, "bob", |o| o.jti = Some("empty-1".into()));
+    e.server
+        .revocation
+        .revoke_jti("empty-1", now() + 600)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "epoch marker", async || {
+        redis.cli(&["exists", "mesh-authz:epoch"]) == "1" && e.readyz().await == 200
+    })
+    .await;
+    // Let the replica learn the marker (health loop, every 500 ms).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(e.status(&revoked).await.0, 401);
+
+    redis.restart();
+    assert_eq!(redis.cli(&["exists", "mesh-authz:jti:empty-1"]), "0");
+    let t0 = Instant::now();
+    let mut checks = 0;
+    while t0.elapsed() < Duration::from_millis(1500) {
+        let (code, reason) = e.status(&revoked).await;
+        assert_ne!(
+            code, 200,
+            "revoked token allowed by an emptied Redis ({reason})"
+        );
+        checks += 1;
+    }
+    eprintln!("{checks} checks of the revoked token after the restart, none allowed");
+    let (code, reason) = e.status(&active).await;
+    assert_eq!((code, reason.as_str()), (503, "revocation_unavailable"));
+    let body = reqwest::get(format!("http://{}/readyz", e.server.http_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("revocation set lost"), "{body}");
+    let metrics = e.server.metrics.render();
+    assert!(
+        metrics.contains(r#"redis_errors_total{op="epoch"}"#),
+        "{metrics}"
+    );
+
+    // The operator re-adds what is still needed and confirms.
+    let admin = RedisStore::connect(&store_config(&redis.url()), Metrics::new())
+        .await
+        .unwrap();
+    assert!(admin.wait_connected(Duration::from_secs(5)).await);
+    admin.revoke_jti("empty-1", now() + 600).await.unwrap();
+    admin.confirm_epoch().await.unwrap();
+    let took = eventually(
+        Duration::from_secs(3),
+        "serving after confirm",
+        async || e.status(&active).await.0 == 200,
+    )
+    .await;
+    eprintln!("serving {took:?} after confirm-epoch");
+    assert_eq!(e.status(&revoked).await.0, 401);
+}
+
+/// A master acknowledges a write its replica never gets, then fails over: with `min_replicas`
+/// the write is reported as not confirmed (an error) instead of acknowledged and lost, and an
+/// acknowledged one is on the promoted replica.
+#[tokio::test]
+async fn unreplicated_write_is_not_acknowledged() {
+    let mut master = RedisServer::start();
+    let master_port = master.port.to_string();
+    let replica = RedisServer::start_with(free_port(), &["--replicaof", "127.0.0.1", &master_port]);
+    replica.wait_replica_synced();
+    let mut cfg = store_config(&master.url());
+    cfg.min_replicas = 1;
+    cfg.replication_timeout = Duration::from_millis(300);
+    let store = RedisStore::connect(&cfg, Metrics::new()).await.unwrap();
+    assert!(store.wait_connected(Duration::from_secs(5)).await);
+    store.revoke_jti("acked", now() + 600).await.unwrap();
+    store.revoke_subject("acked-sub", now()).await.unwrap();
+
+    replica.pause();
+    let err = store
+        .revoke_jti("unacked", now() + 600)
+        .await
+        .expect_err("a write no replica holds must not be confirmed");
+    assert!(err.to_string().contains("not confirmed"), "{err}");
+    // Fail over: the master dies, the replica (which never got the write) is promoted.
+    master.kill();
+    replica.resume();
+    assert_eq!(replica.cli(&["replicaof", "no", "one"]), "OK");
+    assert_eq!(replica.cli(&["exists", "mesh-authz:jti:acked"]), "1");
+    assert!(!replica.cli(&["get", "mesh-authz:sub:acked-sub"]).is_empty());
+    // (The unconfirmed write may or may not have reached it: it sat in the kernel's socket
+    // buffer. What matters is that nobody was told it was stored.)
+}
+
+/// A Redis 7 ACL user without channel rights: `SUBSCRIBE` is refused. The refusal is noticed,
+/// the cache bypassed (a revocation is seen at once, not after `cache_ttl`), `/readyz` says so,
+/// and once the ACL is fixed the subscription comes back by itself.
+#[tokio::test]
+async fn refused_subscription_is_detected_and_retried() {
+    let redis = RedisServer::start();
+    assert_eq!(
+        redis.cli(&[
+            "acl",
+            "setuser",
+            "app",
+            "on",
+            ">pw",
+            "~*",
+            "+@all",
+            "resetchannels"
+        ]),
+        "OK"
+    );
+    let url = format!("redis://app:pw@127.0.0.1:{}", redis.port);
+    let yaml = "  store: redis\n  redis:\n    url: \"URL\"\n    cache_ttl: 10s\n    command_timeout: 300ms\n    connect_timeout: 300ms\n"
+        .replace("URL", &url);
+    let mut e = env(&yaml).await;
+    let t = mint(&e.key, "alice", |o| o.jti = Some("acl-1".into()));
+    eventually(Duration::from_secs(5), "refusal reported", async || {
+        let body = reqwest::get(format!("http://{}/readyz", e.server.http_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.contains("subscription")
+    })
+    .await;
+    assert_eq!(e.readyz().await, 503);
+    assert_eq!(e.status(&t).await.0, 200);
+    assert_eq!(e.status(&t).await.0, 200);
+    // Revoked with its event published: without a live subscription it must be seen at once.
+    redis.cli(&["set", "mesh-authz:jti:acl-1", "1", "EX", "600"]);
+    redis.cli(&["publish", "mesh-authz:events", "jti:acl-1"]);
+    assert_eq!(
+        e.status(&t).await.0,
+        401,
+        "cache used without a subscription"
+    );
+    let metrics = e.server.metrics.render();
+    assert!(
+        metrics.contains(r#"redis_errors_total{op="subscribe"}"#),
+        "{metrics}"
+    );
+
+    redis.cli(&["acl", "setuser", "app", "allchannels"]);
+    let took = eventually(Duration::from_secs(5), "resubscribed", async || {
+        e.readyz().await == 200
+    })
+    .await;
+    eprintln!("subscribed {took:?} after the ACL fix");
+}
+
+/// The subscription killed by Redis (`CLIENT KILL TYPE pubsub`): the cache is bypassed at once
+/// and the subscription comes back.
+#[tokio::test]
+async fn killed_subscription_bypasses_cache_then_returns() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&store_config(&redis.url()), Metrics::new())
+        .await
+        .unwrap();
+    assert!(store.wait_connected(Duration::from_secs(5)).await);
+    eventually(Duration::from_secs(5), "subscribed", async || {
+        store.subscribed()
+    })
+    .await;
+    redis.cli(&["client", "kill", "type", "pubsub"]);
+    let took = eventually(Duration::from_millis(1000), "cache bypassed", async || {
+        !store.subscribed()
+    })
+    .await;
+    eprintln!("cache bypassed {took:?} after the kill");
+    eventually(Duration::from_secs(5), "resubscribed", async || {
+        store.subscribed()
+    })
+    .await;
+}
+
+/// A hung Redis (SIGSTOP): the subscription answers no ping; the cache is bypassed within
+/// 0.5 s.
+#[tokio::test]
+async fn silent_subscription_is_detected() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&store_config(&redis.url()), Metrics::new())
+        .await
+        .unwrap();
+    assert!(store.wait_connected(Duration::from_secs(5)).await);
+    eventually(Duration::from_secs(5), "subscribed", async || {
+        store.subscribed()
+    })
+    .await;
+    redis.pause();
+    let took = eventually(Duration::from_millis(1000), "cache bypassed", async || {
+        !store.subscribed()
+    })
+    .await;
+    redis.resume();
+    eprintln!("silent subscription noticed after {took:?}");
+    eventually(Duration::from_secs(5), "resubscribed", async || {
+        store.subscribed()
+    })
+    .await;
 }

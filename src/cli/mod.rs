@@ -40,6 +40,9 @@ enum Command {
     Unrevoke(revoke::UnrevokeArgs),
     /// Tell whether a token is revoked (exit 0 active, 1 revoked), via --admin or --redis.
     Status(revoke::StatusArgs),
+    /// After Redis lost its revocations (emptied, replaced), accept its current contents:
+    /// writes a new epoch marker so replicas that failed closed serve again. Via --redis.
+    ConfirmEpoch(revoke::ConfirmEpochArgs),
 }
 
 /// Runs the parsed command; the exit code says allow (0), deny (1) or error (2) where that applies.
@@ -53,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Revoke(args) => revoke::revoke(args).await,
         Command::Unrevoke(args) => revoke::unrevoke(args).await,
         Command::Status(args) => revoke::status(args).await,
+        Command::ConfirmEpoch(args) => revoke::confirm_epoch(args).await,
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Target {
     /// CA bundle (PEM) for `rediss://`.
     #[arg(long)]
     redis_ca: Option<PathBuf>,
+    /// With --redis: confirm a write only once this many replicas hold it (`WAIT`).
+    #[arg(long, default_value_t = 0)]
+    min_replicas: u32,
 }
 
 /// `revoke` arguments.
@@ -54,7 +57,9 @@ pub struct RevokeArgs {
     /// Revoke this token id.
     #[arg(long, required_unless_present = "sub", conflicts_with = "sub")]
     jti: Option<String>,
-    /// The token's `exp` (unix seconds); default now + 24h. The revocation lasts until then.
+    /// The token's `exp` (unix seconds); the revocation lasts until then (plus the clock-skew
+    /// grace). Default: one year from now, longer than any access token should live; pass the
+    /// token's `exp` to let the entry end with it. A time in the past is refused.
     #[arg(long, requires = "jti")]
     exp: Option<i64>,
     /// Revoke every token of this subject issued at or before --before.
@@ -99,10 +104,34 @@ pub struct StatusArgs {
     target: Target,
 }
 
+/// `confirm-epoch` arguments.
+#[derive(Args, Debug)]
+pub struct ConfirmEpochArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+/// `mesh-authz confirm-epoch`: re-add what was lost first (the revocations still needed), then
+/// run this so the replicas that failed closed on the lost set serve again.
+pub async fn confirm_epoch(args: ConfirmEpochArgs) -> anyhow::Result<ExitCode> {
+    if args.target.admin.is_some() {
+        bail!("confirm-epoch works on Redis directly: use --redis");
+    }
+    let Backend::Redis(store) = backend(&args.target).await? else {
+        bail!("confirm-epoch needs --redis");
+    };
+    let id = store.confirm_epoch().await?;
+    println!("confirmed revocation set epoch {id}");
+    Ok(ExitCode::SUCCESS)
+}
+
 enum Backend {
     Admin(RevocationServiceClient<Channel>),
     Redis(Arc<RedisStore>),
 }
+
+/// How long a `revoke --jti` without `--exp` lasts: one year.
+const DEFAULT_EXP_SECS: i64 = 365 * 24 * 3600;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -158,6 +187,8 @@ async fn backend(t: &Target) -> anyhow::Result<Backend> {
         ca_file: t.redis_ca.clone(),
         username_file: None,
         password_file: None,
+        min_replicas: t.min_replicas,
+        replication_timeout: Duration::from_secs(2),
     };
     let store = RedisStore::connect(&cfg, Metrics::new())
         .await
@@ -184,7 +215,12 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     let backend = backend(&args.target).await?;
     match (&args.jti, &args.sub) {
         (Some(jti), _) => {
-            let exp = args.exp.unwrap_or_else(|| now().saturating_add(24 * 3600));
+            let exp = args
+                .exp
+                .unwrap_or_else(|| now().saturating_add(DEFAULT_EXP_SECS));
+            if exp < now().saturating_sub(mesh_authz::revocation::redis::JTI_GRACE_SECS) {
+                bail!("--exp is in the past: pass the token's exp (unix seconds)");
+            }
             match backend {
                 Backend::Admin(mut c) => {
                     c.revoke_token(pb::RevokeTokenRequest {

@@ -376,10 +376,26 @@ fn redis(r: &super::RedisConfig, errors: &mut Vec<ConfigError>) {
     for (at, d) in [
         ("revocation.redis.connect_timeout", r.connect_timeout),
         ("revocation.redis.command_timeout", r.command_timeout),
+        (
+            "revocation.redis.replication_timeout",
+            r.replication_timeout,
+        ),
     ] {
         if d.is_zero() {
             errors.push(ConfigError::new(at, "must be positive".into()));
         }
+    }
+    if r.min_replicas > 16 {
+        errors.push(ConfigError::new(
+            "revocation.redis.min_replicas",
+            "must be at most 16".into(),
+        ));
+    }
+    if r.replication_timeout > std::time::Duration::from_secs(30) {
+        errors.push(ConfigError::new(
+            "revocation.redis.replication_timeout",
+            "must be at most 30s".into(),
+        ));
     }
     for (at, f) in [
         ("revocation.redis.ca_file", &r.ca_file),

@@ -91,4 +91,8 @@ pub trait RevocationStore: Send + Sync {
     fn ready(&self) -> bool {
         true
     }
+    /// Why the store is not ready (for `/readyz`), if it is not.
+    fn not_ready_reason(&self) -> Option<String> {
+        None
+    }
 }

@@ -7,57 +7,46 @@
 //! - a token whose `parent_jti` is revoked is revoked.
 //! - every write publishes `jti:{jti}` or `sub:{sub}` on `{prefix}events`.
 //! - `{prefix}recent` is a capped list of recent revocations (JSON), for the admin API.
+//! - `{prefix}epoch` (and its copies per hash slot on a cluster) marks the set's generation:
+//!   see [`epoch`].
+//! - replicas publish heartbeats on `{prefix}heartbeat`: see [`subscription`].
 //!
-//! A lookup sends only the facts the local cache lacks, in one pipeline (on a cluster: one
-//! pipeline per hash slot touched, sent concurrently), bounded by `command_timeout`. Connections
-//! reconnect by themselves; the events subscription is re-established after every drop, and the
-//! cache is emptied and stops filling while it is down.
+//! A lookup sends only the facts the local cache lacks, in one pipeline with the epoch marker (on
+//! a cluster: one pipeline per hash slot touched, sent concurrently), bounded by
+//! `command_timeout`. A write is confirmed only once `WAIT` counts `min_replicas` replicas
+//! holding it.
 
-use std::sync::Arc;
+mod cluster;
+mod commands;
+pub mod epoch;
+mod health;
+mod keys;
+mod setup;
+pub mod subscription;
+
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, IntoConnectionInfo, Value};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use redis::{FromRedisValue, Value};
+use tokio::sync::Notify;
+use tokio_util::sync::DropGuard;
 
 use super::cache::{EVENT_JTI, EVENT_SUB, LookupCache, evaluate};
 use super::{BoxFuture, RevocationEntry, RevocationStore, Status, StoreError, TokenRef};
-use crate::config::RedisConfig;
+use crate::clock::unix_now;
 use crate::telemetry::Metrics;
+use commands::{failed, run, write};
+use epoch::{EpochGuard, LazyMarkers};
+pub use keys::{JTI_GRACE_SECS, MAX_JTI_TTL_SECS, MIN_JTI_TTL_SECS, jti_ttl, key_slot};
+use keys::{as_cutoff, as_exists, as_opt_string, entry_json, parse_entry};
+pub use setup::{ENV_PASSWORD, ENV_USERNAME, RedisSetupError};
 
-/// Seconds a `jti` key outlives the token's `exp` (the largest clock skew a provider may allow).
-pub const JTI_GRACE_SECS: i64 = 300;
-/// Shortest TTL given to a `jti` key, even for a token that has already expired.
-pub const MIN_JTI_TTL_SECS: i64 = 60;
-/// Longest TTL given to a `jti` key (100 years; Redis refuses expiries that overflow).
-pub const MAX_JTI_TTL_SECS: i64 = 100 * 365 * 24 * 3600;
 /// Entries kept in `{prefix}recent`.
 pub const RECENT_MAX: usize = 1000;
-/// Env var with the ACL user name (a `username_file` wins).
-pub const ENV_USERNAME: &str = "MESH_AUTHZ_REDIS_USERNAME";
-/// Env var with the password (a `password_file` wins).
-pub const ENV_PASSWORD: &str = "MESH_AUTHZ_REDIS_PASSWORD";
-
-/// The Redis store could not be set up. Messages never quote a URL or a credential.
-#[derive(Debug, thiserror::Error)]
-pub enum RedisSetupError {
-    /// Neither `url` nor `cluster_nodes`, or both.
-    #[error("set exactly one of url, cluster_nodes")]
-    NoEndpoint,
-    /// A URL did not parse.
-    #[error("invalid Redis URL (#{0})")]
-    Url(usize),
-    /// A CA or secret file could not be read.
-    #[error("cannot read {0}: {1}")]
-    Read(String, std::io::Error),
-    /// The client could not be built.
-    #[error("Redis client setup failed: {0}")]
-    Client(String),
-}
 
 #[derive(Clone)]
 enum Conn {
@@ -73,7 +62,7 @@ impl Conn {
         }
     }
 
-    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    async fn cmd<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
         match self {
             Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
             Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
@@ -87,8 +76,43 @@ struct Shared {
     cache: LookupCache,
     prefix: String,
     command_timeout: Duration,
+    min_replicas: u32,
+    replication_timeout: Duration,
     healthy: AtomicBool,
+    epoch: EpochGuard,
+    markers: LazyMarkers,
+    heartbeat: subscription::Heartbeat,
+    subscription_error: Mutex<Option<String>>,
+    /// Wakes the cluster supervisor at once (a lookup timed out).
+    refresh: Notify,
+    /// Per-master circuit breaking (a cluster only).
+    breaker: Mutex<cluster::Breaker>,
     metrics: Metrics,
+}
+
+impl Shared {
+    /// The epoch marker read beside facts stored in `slot`.
+    fn marker_for_slot(&self, slot: u16) -> String {
+        if self.cluster {
+            self.markers
+                .get_or_init(|| epoch::SlotMarkers::new(&self.prefix))
+                .for_slot(slot)
+                .to_string()
+        } else {
+            self.epoch_key()
+        }
+    }
+
+    /// A single node's health follows its answers; a cluster's is set by its supervisor.
+    fn answered(&self, ok: bool) {
+        if !self.cluster {
+            self.healthy.store(ok, Ordering::Relaxed);
+        }
+    }
+
+    fn epoch_key(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
 }
 
 /// Revocations in Redis (single node or cluster) with a local, event-invalidated cache.
@@ -114,123 +138,6 @@ enum Fact<'a> {
 }
 
 impl RedisStore {
-    /// Sets the store up from config and starts its background tasks (connection, events
-    /// subscription, health pings); they stop when the store is dropped. It does not wait for
-    /// Redis: until it is reachable, lookups fail (and `on_error` decides) and
-    /// [`RevocationStore::ready`] is false.
-    pub async fn connect(
-        cfg: &RedisConfig,
-        metrics: Metrics,
-    ) -> Result<RedisStore, RedisSetupError> {
-        let cluster = !cfg.cluster_nodes.is_empty();
-        let urls: Vec<&String> = match (&cfg.url, cluster) {
-            (Some(u), false) => vec![u],
-            (None, true) => cfg.cluster_nodes.iter().collect(),
-            _ => return Err(RedisSetupError::NoEndpoint),
-        };
-        let ca = match &cfg.ca_file {
-            Some(p) => Some(
-                std::fs::read(p).map_err(|e| RedisSetupError::Read(p.display().to_string(), e))?,
-            ),
-            None => None,
-        };
-        let username = secret(cfg.username_file.as_deref(), ENV_USERNAME)?;
-        let password = secret(cfg.password_file.as_deref(), ENV_PASSWORD)?;
-        let mut infos = Vec::new();
-        for (i, u) in urls.iter().enumerate() {
-            let info = u
-                .as_str()
-                .into_connection_info()
-                .map_err(|_| RedisSetupError::Url(i))?;
-            let mut settings = info.redis_settings().clone();
-            if let Some(user) = &username {
-                settings = settings.set_username(user);
-            }
-            if let Some(pass) = &password {
-                settings = settings.set_password(pass);
-            }
-            infos.push(info.set_redis_settings(settings));
-        }
-        let client_for = |info: redis::ConnectionInfo| -> Result<Client, RedisSetupError> {
-            let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
-            match (&ca, tls) {
-                (Some(ca), true) => Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(ca.clone()),
-                    },
-                ),
-                _ => Client::open(info),
-            }
-            .map_err(|e| RedisSetupError::Client(e.to_string()))
-        };
-        let pubsub_clients = infos
-            .iter()
-            .cloned()
-            .map(client_for)
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let shared = Arc::new(Shared {
-            conn: ArcSwapOption::empty(),
-            cluster,
-            cache: LookupCache::new(cfg.cache_ttl, cfg.cache_capacity, metrics.clone()),
-            prefix: cfg.key_prefix.clone(),
-            command_timeout: cfg.command_timeout,
-            healthy: AtomicBool::new(false),
-            metrics,
-        });
-        let cancel = CancellationToken::new();
-        if cluster {
-            let mut builder = redis::cluster::ClusterClientBuilder::new(infos)
-                .connection_timeout(cfg.connect_timeout)
-                .response_timeout(cfg.command_timeout)
-                .retries(2)
-                .min_retry_wait(10)
-                .max_retry_wait(200);
-            if let Some(ca) = &ca {
-                builder = builder.certs(redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.clone()),
-                });
-            }
-            let client = builder
-                .build()
-                .map_err(|e| RedisSetupError::Client(e.to_string()))?;
-            tokio::spawn(connect_cluster(
-                shared.clone(),
-                client,
-                cfg.connect_timeout,
-                cancel.clone(),
-            ));
-        } else {
-            let client = pubsub_clients
-                .first()
-                .cloned()
-                .ok_or(RedisSetupError::NoEndpoint)?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(cfg.connect_timeout))
-                .set_response_timeout(Some(cfg.command_timeout))
-                .set_min_delay(Duration::from_millis(50))
-                .set_max_delay(Duration::from_millis(500))
-                .set_number_of_retries(0);
-            let manager = ConnectionManager::new_lazy_with_config(client, config)
-                .map_err(|e| RedisSetupError::Client(e.to_string()))?;
-            shared.conn.store(Some(Arc::new(Conn::Single(manager))));
-        }
-        tokio::spawn(subscribe_loop(
-            shared.clone(),
-            pubsub_clients,
-            cfg.connect_timeout,
-            cancel.clone(),
-        ));
-        tokio::spawn(health_loop(shared.clone(), cancel.clone()));
-        Ok(RedisStore {
-            shared,
-            _stop: cancel.drop_guard(),
-        })
-    }
-
     /// The key of a revoked `jti`.
     pub fn jti_key(&self, jti: &str) -> String {
         format!("{}jti:{jti}", self.shared.prefix)
@@ -250,11 +157,16 @@ impl RedisStore {
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self
-                .run::<String>("ping", &redis::cmd("PING"))
-                .await
-                .is_ok()
-            {
+            // A cluster is up once its supervisor connected (a `PING` would go to every master
+            // and fail while any one hangs).
+            let up = if self.shared.cluster {
+                self.shared.conn.load().is_some() && self.shared.healthy.load(Ordering::Relaxed)
+            } else {
+                self.run::<String>("ping", &redis::cmd("PING"))
+                    .await
+                    .is_ok()
+            };
+            if up {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -267,6 +179,27 @@ impl RedisStore {
     /// Whether the events subscription is live (the local cache is in use).
     pub fn subscribed(&self) -> bool {
         self.shared.cache.enabled()
+    }
+
+    /// Why the revocation set is considered lost (see [`epoch`]), if it is.
+    pub fn epoch_lost(&self) -> Option<String> {
+        self.shared.epoch.reason()
+    }
+
+    /// The epoch id this store expects, once learnt.
+    pub fn epoch_known(&self) -> Option<String> {
+        self.shared.epoch.known()
+    }
+
+    /// Writes a new, operator-confirmed epoch id (every slot's copy first, then the main key),
+    /// so replicas that failed closed on a lost set serve again. Returns the id.
+    pub async fn confirm_epoch(&self) -> Result<String, StoreError> {
+        let id = epoch::new_id(true);
+        setup::write_slot_markers(&self.shared, &id).await?;
+        let mut set = redis::cmd("SET");
+        set.arg(self.shared.epoch_key()).arg(&id);
+        self.write::<()>(set).await?;
+        Ok(id)
     }
 
     fn recent_key(&self) -> String {
@@ -288,37 +221,30 @@ impl RedisStore {
     }
 
     fn failed(&self, op: &str, e: &dyn std::fmt::Display) -> StoreError {
-        self.shared.healthy.store(false, Ordering::Relaxed);
-        self.shared
-            .metrics
-            .redis_errors
-            .with_label_values(&[op])
-            .inc();
-        StoreError(format!("redis {op} failed: {e}"))
+        failed(&self.shared, op, e)
     }
 
     /// Runs one command within `command_timeout`.
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        op: &str,
-        cmd: &redis::Cmd,
-    ) -> Result<T, StoreError> {
-        let conn = self.conn()?;
-        match tokio::time::timeout(self.shared.command_timeout, conn.cmd(cmd)).await {
-            Ok(Ok(v)) => {
-                self.shared.healthy.store(true, Ordering::Relaxed);
-                Ok(v)
-            }
-            Ok(Err(e)) => Err(self.failed(op, &e)),
-            Err(_) => Err(self.failed(op, &"timed out")),
-        }
+    async fn run<T: FromRedisValue>(&self, op: &str, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        run(&self.shared, op, cmd).await
     }
 
-    /// Fetches `facts` in one round trip (one per hash slot on a cluster, concurrently).
+    /// Runs one write and, with `min_replicas`, `WAIT`s for it in the same pipeline (on a
+    /// cluster the pipeline goes to the key's master): confirmed only once enough replicas
+    /// hold it.
+    async fn write<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        write(&self.shared, cmd).await
+    }
+
+    /// Fetches `facts` in one round trip (one per hash slot on a cluster, concurrently), each
+    /// pipeline with the epoch marker of its slot, which is checked here.
     async fn fetch(&self, facts: &[Fact<'_>]) -> Result<Vec<Value>, StoreError> {
+        if let Some(why) = self.shared.epoch.reason() {
+            return Err(StoreError(format!("redis: revocation set lost: {why}")));
+        }
         let conn = self.conn()?;
         let keys: Vec<String> = facts.iter().map(|f| self.key(*f)).collect();
-        // Group by hash slot: a cluster refuses a pipeline spanning slots.
+        // Group by slot: a cluster pipeline must stay within one slot (one node).
         let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
         for (i, k) in keys.iter().enumerate() {
             let slot = if self.shared.cluster {
@@ -331,7 +257,15 @@ impl RedisStore {
                 None => groups.push((slot, vec![i])),
             }
         }
-        let pipes = groups.iter().map(|(_, idx)| {
+        if self.shared.cluster
+            && let Ok(b) = self.shared.breaker.lock()
+            && let Some(node) = groups.iter().find_map(|(slot, _)| b.blocked(*slot))
+        {
+            drop(b);
+            self.shared.refresh.notify_one();
+            return Err(self.failed("lookup", &format!("node {node} not answering (skipped)")));
+        }
+        let pipes = groups.iter().map(|(slot, idx)| {
             let mut pipe = redis::pipe();
             for &i in idx {
                 match (facts.get(i), keys.get(i)) {
@@ -340,19 +274,46 @@ impl RedisStore {
                     _ => &mut pipe,
                 };
             }
+            pipe.get(self.shared.marker_for_slot(*slot));
             let conn = conn.clone();
-            async move { conn.pipe(&pipe).await }
+            let shared = &self.shared;
+            let slot = *slot;
+            async move {
+                let r = tokio::time::timeout(shared.command_timeout, conn.pipe(&pipe)).await;
+                if shared.cluster
+                    && let Ok(mut b) = shared.breaker.lock()
+                {
+                    match &r {
+                        Ok(Ok(_)) => b.answered(slot),
+                        Err(_) => b.trip(slot),
+                        Ok(Err(_)) => {}
+                    }
+                }
+                r
+            }
         });
-        let all = futures_util::future::try_join_all(pipes);
-        let answers = match tokio::time::timeout(self.shared.command_timeout, all).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => return Err(self.failed("lookup", &e)),
-            Err(_) => return Err(self.failed("lookup", &"timed out")),
-        };
+        let mut answers = Vec::with_capacity(groups.len());
+        for r in futures_util::future::join_all(pipes).await {
+            match r {
+                Ok(Ok(a)) => answers.push(a),
+                Ok(Err(e)) => return Err(self.failed("lookup", &e)),
+                Err(_) => {
+                    self.shared.refresh.notify_one();
+                    return Err(self.failed("lookup", &"timed out"));
+                }
+            }
+        }
         let mut out = vec![Value::Nil; facts.len()];
-        for ((_, idx), values) in groups.iter().zip(answers) {
-            if values.len() != idx.len() {
+        for ((_, idx), mut values) in groups.iter().zip(answers) {
+            if values.len() != idx.len() + 1 {
                 return Err(self.failed("lookup", &"short pipeline reply"));
+            }
+            let marker = values.pop().unwrap_or(Value::Nil);
+            let marker = as_opt_string(&marker)
+                .map_err(|()| self.failed("lookup", &"unexpected epoch marker reply"))?;
+            if let Err(why) = self.shared.epoch.check(marker.as_deref()) {
+                self.lost_metric();
+                return Err(StoreError(format!("redis: revocation set lost: {why}")));
             }
             for (&i, v) in idx.iter().zip(values) {
                 if let Some(slot) = out.get_mut(i) {
@@ -360,8 +321,16 @@ impl RedisStore {
                 }
             }
         }
-        self.shared.healthy.store(true, Ordering::Relaxed);
+        self.shared.answered(true);
         Ok(out)
+    }
+
+    fn lost_metric(&self) {
+        self.shared
+            .metrics
+            .redis_errors
+            .with_label_values(&["epoch"])
+            .inc();
     }
 
     async fn lookup_inner(
@@ -470,239 +439,6 @@ impl RedisStore {
     }
 }
 
-/// Reads a secret from a file (trailing newline dropped) or else from an env var.
-fn secret(file: Option<&std::path::Path>, env: &str) -> Result<Option<String>, RedisSetupError> {
-    if let Some(p) = file {
-        let s = std::fs::read_to_string(p)
-            .map_err(|e| RedisSetupError::Read(p.display().to_string(), e))?;
-        return Ok(Some(s.trim_end_matches(['\r', '\n']).to_string()));
-    }
-    Ok(std::env::var(env).ok().filter(|v| !v.is_empty()))
-}
-
-fn as_exists(v: &Value) -> Option<bool> {
-    match v {
-        Value::Int(n) => Some(*n > 0),
-        Value::Boolean(b) => Some(*b),
-        _ => None,
-    }
-}
-
-/// `None`: malformed. `Some(None)`: no cut-off.
-fn as_cutoff(v: &Value) -> Option<Option<i64>> {
-    let text = match v {
-        Value::Nil => return Some(None),
-        Value::BulkString(b) => std::str::from_utf8(b).ok()?,
-        Value::SimpleString(s) => s.as_str(),
-        Value::Int(n) => return Some(Some(*n)),
-        _ => return None,
-    };
-    text.trim().parse::<i64>().ok().map(Some)
-}
-
-fn entry_json(entry: &RevocationEntry) -> serde_json::Value {
-    match entry {
-        RevocationEntry::Jti {
-            jti,
-            expires_at,
-            revoked_at,
-        } => {
-            serde_json::json!({"kind": "jti", "jti": jti, "expires_at": expires_at, "revoked_at": revoked_at})
-        }
-        RevocationEntry::Subject {
-            sub,
-            before,
-            revoked_at,
-        } => {
-            serde_json::json!({"kind": "sub", "sub": sub, "before": before, "revoked_at": revoked_at})
-        }
-    }
-}
-
-fn parse_entry(raw: &str) -> Option<RevocationEntry> {
-    let v: serde_json::Value = serde_json::from_str(raw).ok()?;
-    let revoked_at = v.get("revoked_at")?.as_i64()?;
-    match v.get("kind")?.as_str()? {
-        "jti" => Some(RevocationEntry::Jti {
-            jti: v.get("jti")?.as_str()?.to_string(),
-            expires_at: v.get("expires_at")?.as_i64()?,
-            revoked_at,
-        }),
-        "sub" => Some(RevocationEntry::Subject {
-            sub: v.get("sub")?.as_str()?.to_string(),
-            before: v.get("before")?.as_i64()?,
-            revoked_at,
-        }),
-        _ => None,
-    }
-}
-
-use crate::clock::unix_now;
-
-/// TTL of a `jti` key: to the token's expiry plus the grace, never below the minimum.
-pub fn jti_ttl(expires_at: i64, now: i64) -> i64 {
-    expires_at
-        .saturating_add(JTI_GRACE_SECS)
-        .saturating_sub(now)
-        .clamp(MIN_JTI_TTL_SECS, MAX_JTI_TTL_SECS)
-}
-
-/// Redis Cluster hash slot of a key (CRC16/XMODEM of the key or its `{hash tag}`, mod 16384).
-pub fn key_slot(key: &[u8]) -> u16 {
-    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
-        let rest = key.get(open + 1..)?;
-        let close = rest.iter().position(|&b| b == b'}')?;
-        (close > 0).then(|| rest.get(..close)).flatten()
-    });
-    crc16(tagged.unwrap_or(key)) % 16384
-}
-
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-async fn connect_cluster(
-    shared: Arc<Shared>,
-    client: redis::cluster::ClusterClient,
-    timeout: Duration,
-    cancel: CancellationToken,
-) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let attempt = tokio::time::timeout(timeout, client.get_async_connection());
-        let result = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = attempt => r,
-        };
-        match result {
-            Ok(Ok(conn)) => {
-                shared.conn.store(Some(Arc::new(Conn::Cluster(conn))));
-                tracing::info!("connected to Redis Cluster");
-                return;
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "Redis Cluster connection failed; retrying");
-            }
-            Err(_) => tracing::warn!("Redis Cluster connection timed out; retrying"),
-        }
-        shared
-            .metrics
-            .redis_errors
-            .with_label_values(&["connect"])
-            .inc();
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Keeps one subscription to the events channel, on the first reachable node (cluster pub/sub
-/// is broadcast to every node), and invalidates the cache on each message.
-async fn subscribe_loop(
-    shared: Arc<Shared>,
-    clients: Vec<Client>,
-    timeout: Duration,
-    cancel: CancellationToken,
-) {
-    let channel = format!("{}events", shared.prefix);
-    let mut delay = Duration::from_millis(50);
-    let mut next = 0usize;
-    loop {
-        let Some(client) = clients.get(next % clients.len().max(1)) else {
-            return;
-        };
-        next = next.wrapping_add(1);
-        let connected = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let result = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = tokio::time::timeout(timeout, connected) => r,
-        };
-        match result {
-            Ok(Ok(pubsub)) => {
-                delay = Duration::from_millis(50);
-                // Whatever was cached may have missed events while we were not subscribed.
-                shared.cache.invalidate_all();
-                shared.cache.set_enabled(true);
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let msg = tokio::select! {
-                        _ = cancel.cancelled() => {
-                            shared.cache.set_enabled(false);
-                            return;
-                        }
-                        m = messages.next() => m,
-                    };
-                    let Some(msg) = msg else { break };
-                    match std::str::from_utf8(msg.get_payload_bytes()) {
-                        Ok(payload) => shared.cache.invalidate_event(payload),
-                        Err(_) => shared.cache.invalidate_all(),
-                    }
-                }
-                shared.cache.set_enabled(false);
-                tracing::warn!("Redis events subscription lost; resubscribing");
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "Redis events subscription failed"),
-            Err(_) => tracing::warn!("Redis events subscription timed out"),
-        }
-        shared
-            .metrics
-            .redis_errors
-            .with_label_values(&["subscribe"])
-            .inc();
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(1));
-    }
-}
-
-/// Pings every 500 ms so readiness follows Redis even without traffic.
-async fn health_loop(shared: Arc<Shared>, cancel: CancellationToken) {
-    loop {
-        let ok = match shared.conn.load_full() {
-            Some(conn) => matches!(
-                tokio::time::timeout(
-                    shared.command_timeout,
-                    conn.cmd::<String>(&redis::cmd("PING"))
-                )
-                .await,
-                Ok(Ok(_))
-            ),
-            None => false,
-        };
-        if !ok {
-            shared
-                .metrics
-                .redis_errors
-                .with_label_values(&["ping"])
-                .inc();
-        }
-        shared.healthy.store(ok, Ordering::Relaxed);
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-}
-
 impl RevocationStore for RedisStore {
     fn kind(&self) -> &'static str {
         "redis"
@@ -731,7 +467,7 @@ impl RevocationStore for RedisStore {
                 .arg(now)
                 .arg("EX")
                 .arg(jti_ttl(expires_at, now));
-            self.run::<()>("write", &cmd).await?;
+            self.write::<()>(cmd).await?;
             let entry = RevocationEntry::Jti {
                 jti: jti.to_string(),
                 expires_at,
@@ -760,7 +496,7 @@ impl RevocationStore for RedisStore {
             .arg(1)
             .arg(self.sub_key(sub))
             .arg(before);
-            let stored: i64 = self.run("write", &cmd).await?;
+            let stored: i64 = self.write(cmd).await?;
             let entry = RevocationEntry::Subject {
                 sub: sub.to_string(),
                 before: stored,
@@ -774,9 +510,12 @@ impl RevocationStore for RedisStore {
 
     fn unrevoke_jti<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut cmd = redis::cmd("DEL");
-            cmd.arg(self.jti_key(jti));
-            self.run::<i64>("write", &cmd).await?;
+            // As a script so that it is routed by its key on a cluster (with `WAIT`).
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg("return redis.call('DEL', KEYS[1])")
+                .arg(1)
+                .arg(self.jti_key(jti));
+            self.write::<i64>(cmd).await?;
             self.announce(format!("{EVENT_JTI}{jti}"), None).await;
             Ok(())
         })
@@ -784,9 +523,12 @@ impl RevocationStore for RedisStore {
 
     fn unrevoke_subject<'a>(&'a self, sub: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut cmd = redis::cmd("DEL");
-            cmd.arg(self.sub_key(sub));
-            self.run::<i64>("write", &cmd).await?;
+            // As a script so that it is routed by its key on a cluster (with `WAIT`).
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg("return redis.call('DEL', KEYS[1])")
+                .arg(1)
+                .arg(self.sub_key(sub));
+            self.write::<i64>(cmd).await?;
             self.announce(format!("{EVENT_SUB}{sub}"), None).await;
             Ok(())
         })
@@ -797,55 +539,26 @@ impl RevocationStore for RedisStore {
     }
 
     fn ready(&self) -> bool {
-        self.shared.healthy.load(Ordering::Relaxed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_match_redis() {
-        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
-        assert_eq!(crc16(b"123456789"), 0x31C3);
-        assert_eq!(key_slot(b"foo"), 12182);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
-        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
-        assert_eq!(key_slot(b""), 0);
+        self.not_ready_reason().is_none()
     }
 
-    #[test]
-    fn ttl_covers_expiry_and_grace() {
-        assert_eq!(jti_ttl(1_000, 0), 1_000 + JTI_GRACE_SECS);
-        assert_eq!(jti_ttl(0, 1_000_000), MIN_JTI_TTL_SECS);
-        assert_eq!(jti_ttl(i64::MAX, 0), MAX_JTI_TTL_SECS);
-        assert_eq!(jti_ttl(i64::MIN, i64::MAX), MIN_JTI_TTL_SECS);
-    }
-
-    #[test]
-    fn replies_parse_fail_closed() {
-        assert_eq!(as_exists(&Value::Int(1)), Some(true));
-        assert_eq!(as_exists(&Value::Int(0)), Some(false));
-        assert_eq!(as_exists(&Value::Nil), None);
-        assert_eq!(as_cutoff(&Value::Nil), Some(None));
-        assert_eq!(
-            as_cutoff(&Value::BulkString(b"42".to_vec())),
-            Some(Some(42))
-        );
-        assert_eq!(as_cutoff(&Value::BulkString(b"soon".to_vec())), None);
-    }
-
-    #[test]
-    fn recent_entries_round_trip() {
-        let e = RevocationEntry::Subject {
-            sub: "alice".into(),
-            before: 5,
-            revoked_at: 6,
-        };
-        assert_eq!(parse_entry(&entry_json(&e).to_string()), Some(e));
-        assert_eq!(parse_entry("{}"), None);
-        assert_eq!(parse_entry("not json"), None);
+    fn not_ready_reason(&self) -> Option<String> {
+        if !self.shared.healthy.load(Ordering::Relaxed) {
+            return Some("revocation store unreachable".into());
+        }
+        if let Some(why) = self.shared.epoch.reason() {
+            return Some(format!("revocation set lost ({why})"));
+        }
+        if !self.shared.cache.enabled() {
+            let why = self
+                .shared
+                .subscription_error
+                .lock()
+                .ok()
+                .and_then(|w| w.clone())
+                .unwrap_or_else(|| "not subscribed yet".into());
+            return Some(format!("revocation events subscription down ({why})"));
+        }
+        None
     }
 }

@@ -32,6 +32,9 @@ pub const MAX_ID_LEN: usize = 1024;
 pub const DEFAULT_LIST_LIMIT: u32 = 100;
 /// Largest `ListRecent` page.
 pub const MAX_LIST_LIMIT: u32 = 1000;
+/// How far in the past a `RevokeToken` `expires_at` may lie (the largest clock skew a provider
+/// may allow, as [`crate::revocation::redis::JTI_GRACE_SECS`]); older is refused.
+pub const MAX_EXPIRED_SKEW_SECS: i64 = crate::revocation::redis::JTI_GRACE_SECS;
 
 /// The admin listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +173,13 @@ impl RevocationService for AdminService {
                 "expires_at must be the token's exp (unix seconds)",
             ));
         }
+        // A revocation that ends before the token does would silently lapse while the token is
+        // still accepted; past `exp` plus the largest clock skew the token is dead anyway.
+        if r.expires_at < now().saturating_sub(MAX_EXPIRED_SKEW_SECS) {
+            return Err(Status::invalid_argument(
+                "expires_at is in the past: pass the token's exp (unix seconds)",
+            ));
+        }
         self.store
             .revoke_jti(&r.jti, r.expires_at)
             .await
@@ -305,7 +315,7 @@ mod tests {
             let e = s
                 .revoke_token(Request::new(pb::RevokeTokenRequest {
                     jti: jti.into(),
-                    expires_at: 10,
+                    expires_at: now() + 600,
                 }))
                 .await
                 .unwrap_err();
@@ -315,6 +325,15 @@ mod tests {
             .revoke_token(Request::new(pb::RevokeTokenRequest {
                 jti: "ok".into(),
                 expires_at: 0,
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        // An expiry in the past would let the entry lapse while the token is still valid.
+        let e = s
+            .revoke_token(Request::new(pb::RevokeTokenRequest {
+                jti: "ok".into(),
+                expires_at: now() - MAX_EXPIRED_SKEW_SECS - 60,
             }))
             .await
             .unwrap_err();

@@ -50,18 +50,22 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     if state.ready() {
-        (StatusCode::OK, "ready\n")
+        (StatusCode::OK, "ready\n".to_string())
     } else if state.draining.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_string())
     } else if !state.revocation.ready() {
+        let why = state
+            .revocation
+            .not_ready_reason()
+            .unwrap_or_else(|| "revocation store unreachable".into());
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: revocation store unreachable\n",
+            format!("not ready: {why}\n"),
         )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: waiting for verification keys\n",
+            "not ready: waiting for verification keys\n".to_string(),
         )
     }
 }

@@ -119,10 +119,45 @@ impl RedisServer {
         }
     }
 
-    /// Starts again on the same port (empty: nothing is persisted).
+    /// Starts again on the same port (empty unless started with persistence arguments).
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid} failed");
+    }
+
+    /// SIGSTOP: the process hangs (connections stay open, nothing answers).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Waits until this replica's link to its master is up.
+    pub fn wait_replica_synced(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self
+            .cli(&["info", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "replica {} never synced",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -191,5 +226,133 @@ impl RedisCluster {
         let mut all = vec!["-c"];
         all.extend_from_slice(args);
         cli(self.nodes[0].port, &all)
+    }
+}
+
+/// A 3-master, 3-replica Redis Cluster with a short `cluster-node-timeout`, for failovers.
+pub struct ReplicatedCluster {
+    /// `nodes[0..3]` start as masters, `nodes[3..6]` as their replicas.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl ReplicatedCluster {
+    pub fn start(node_timeout_ms: u32) -> ReplicatedCluster {
+        let timeout = node_timeout_ms.to_string();
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| {
+                let bus = free_port().to_string();
+                RedisServer::start_with(
+                    free_port(),
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-port",
+                        &bus,
+                        "--cluster-node-timeout",
+                        &timeout,
+                        "--cluster-replica-validity-factor",
+                        "0",
+                        // The slots of healthy masters keep answering while one master is down.
+                        "--cluster-require-full-coverage",
+                        "no",
+                    ],
+                )
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let c = ReplicatedCluster { nodes };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = c
+                .nodes
+                .iter()
+                .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"));
+            let synced = c
+                .nodes
+                .iter()
+                .filter(|n| {
+                    n.cli(&["info", "replication"])
+                        .contains("master_link_status:up")
+                })
+                .count();
+            if ok && synced == 3 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicated cluster never became ok"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url()).collect()
+    }
+
+    /// The index of the node now serving `key` as master.
+    pub fn master_of(&self, key: &str) -> usize {
+        let slot: u16 = cli(self.nodes[0].port, &["cluster", "keyslot", key])
+            .parse()
+            .unwrap();
+        self.master_of_slot(slot, None)
+    }
+
+    /// The master of `slot` as some node other than `skip` sees it.
+    pub fn master_of_slot(&self, slot: u16, skip: Option<usize>) -> usize {
+        for (i, n) in self.nodes.iter().enumerate() {
+            if Some(i) == skip {
+                continue;
+            }
+            let slots = n.cli(&["cluster", "slots"]);
+            let lines: Vec<&str> = slots.lines().collect();
+            // redis-cli prints each range as: start, end, host, port, id, [replica...].
+            let mut i2 = 0;
+            while i2 + 3 < lines.len() {
+                if let (Ok(start), Ok(end)) =
+                    (lines[i2].parse::<u16>(), lines[i2 + 1].parse::<u16>())
+                    && lines[i2 + 2] == "127.0.0.1"
+                    && start <= slot
+                    && slot <= end
+                {
+                    let port: u16 = lines[i2 + 3].parse().unwrap();
+                    return self.nodes.iter().position(|n| n.port == port).unwrap();
+                }
+                i2 += 1;
+            }
+            return usize::MAX;
+        }
+        usize::MAX
+    }
+
+    /// The replica (index) of master `m`.
+    pub fn replica_of(&self, m: usize) -> usize {
+        let id = self.nodes[m].cli(&["cluster", "myid"]);
+        self.nodes
+            .iter()
+            .position(|n| {
+                n.cli(&["info", "replication"]).contains("role:slave")
+                    && n.cli(&["cluster", "nodes"])
+                        .lines()
+                        .any(|l| l.contains("myself") && l.contains(&id))
+            })
+            .expect("a replica")
     }
 }
