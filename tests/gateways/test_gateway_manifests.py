@@ -365,7 +365,7 @@ def test_every_manifest_validates_against_its_crd(door):
 
 
 def _mutations():
-    """(id, door, file, kind, mutate) — each one breaks a shipped manifest in a way the project's
+    """(id, expected error, door, file, kind, mutate) — each one breaks a shipped manifest in a way the project's
     API server refuses; the validation must refuse it too."""
     def at(path, value):
         def mutate(obj):
@@ -394,73 +394,73 @@ def _mutations():
     grpc_filter = ["spec", "rules", 0, "filters", 0, "externalAuth"]
     return [
         # Istio ambient
-        ("waypoint-listener-typo", "istio-ambient", "waypoint.yaml", "Gateway",
+        ("waypoint-listener-typo", "'listeners' is a required property", "istio-ambient", "waypoint.yaml", "Gateway",
          rename(["spec", "listeners"], "listener")),
-        ("policy-action-typo", "istio-ambient", "authorization-policy.yaml", "AuthorizationPolicy",
+        ("policy-action-typo", "'CUSTUM' is not one of", "istio-ambient", "authorization-policy.yaml", "AuthorizationPolicy",
          at(["spec", "action"], "CUSTUM")),
-        ("policy-selector-and-targetrefs", "istio-ambient", "authorization-policy.yaml", "AuthorizationPolicy",
+        ("policy-selector-and-targetrefs", 'only one of targetRefs or selector', "istio-ambient", "authorization-policy.yaml", "AuthorizationPolicy",
          at(["spec", "selector"], {"matchLabels": {"app": "httpbin"}})),
-        ("policy-targetref-cross-namespace", "istio-ambient", "authorization-policy.yaml", "AuthorizationPolicy",
+        ("policy-targetref-cross-namespace", 'cross namespace referencing', "istio-ambient", "authorization-policy.yaml", "AuthorizationPolicy",
          at(["spec", "targetRefs", 0, "namespace"], "other")),
-        ("namespace-spec-typo", "istio-ambient", "namespaces.yaml", "Namespace",
+        ("namespace-spec-typo", 'lables', "istio-ambient", "namespaces.yaml", "Namespace",
          at(["metadata", "lables"], {"a": "b"})),
         # Envoy Gateway
-        ("sp-backendrefs-typo", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
+        ("sp-backendrefs-typo", "'backendRefz' was unexpected", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
          rename(["spec", "extAuth", "grpc", "backendRefs"], "backendRefz")),
-        ("sp-headers-typo", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
+        ("sp-headers-typo", "'headersToExtAuthz' was unexpected", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
          rename(["spec", "extAuth", "headersToExtAuth"], "headersToExtAuthz")),
-        ("sp-include-peer-certificate", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
+        ("sp-include-peer-certificate", "'includePeerCertificate' was unexpected", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
          at(["spec", "extAuth", "grpc", "includePeerCertificate"], True)),
-        ("sp-failopen-string", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
+        ("sp-failopen-string", "is not of type 'boolean'", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
          at(["spec", "extAuth", "failOpen"], "false")),
-        ("sp-grpc-and-http", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
+        ("sp-grpc-and-http", 'only one of grpc or http', "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
          at(["spec", "extAuth", "http"], {"backendRefs": [{"name": "mesh-authz", "port": 9002}]})),
-        ("sp-context-extension-map", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
+        ("sp-context-extension-map", "is not of type 'array'", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
          at(["spec", "extAuth", "contextExtensions"], {"door": "envoy-gateway"})),
-        ("sp-backend-without-port", "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
+        ("sp-backend-without-port", 'Must have port for Service reference', "envoy-gateway", "security-policy-grpc.yaml", "SecurityPolicy",
          drop(["spec", "extAuth", "grpc", "backendRefs", 0, "port"])),
-        ("sp-timeout-format", "envoy-gateway", "security-policy-http.yaml", "SecurityPolicy",
+        ("sp-timeout-format", 'does not match', "envoy-gateway", "security-policy-http.yaml", "SecurityPolicy",
          at(["spec", "extAuth", "timeout"], "0.5s")),
-        ("ctp-xfcc-mode", "envoy-gateway", "client-traffic-policy.yaml", "ClientTrafficPolicy",
+        ("ctp-xfcc-mode", "'SANITIZE_SET' is not one of", "envoy-gateway", "client-traffic-policy.yaml", "ClientTrafficPolicy",
          at(["spec", "headers", "xForwardedClientCert", "mode"], "SANITIZE_SET")),
-        ("ctp-details-without-set", "envoy-gateway", "client-traffic-policy.yaml", "ClientTrafficPolicy",
+        ("ctp-details-without-set", 'certDetailsToAdd can only be set', "envoy-gateway", "client-traffic-policy.yaml", "ClientTrafficPolicy",
          at(["spec", "headers", "xForwardedClientCert", "mode"], "Sanitize")),
         # Gateway API
-        ("route-externalauth-typo", "gateway-api", "httproute-grpc.yaml", "HTTPRoute",
+        ("route-externalauth-typo", "'extAuth' was unexpected", "gateway-api", "httproute-grpc.yaml", "HTTPRoute",
          rename(["spec", "rules", 0, "filters", 0, "externalAuth"], "extAuth")),
-        ("route-protocol-lowercase", "gateway-api", "httproute-grpc.yaml", "HTTPRoute",
+        ("route-protocol-lowercase", "'grpc' is not one of", "gateway-api", "httproute-grpc.yaml", "HTTPRoute",
          at(grpc_filter + ["protocol"], "grpc")),
-        ("route-grpc-without-grpc", "gateway-api", "httproute-grpc.yaml", "HTTPRoute",
+        ("route-grpc-without-grpc", "grpc must be specified when protocol is set to 'GRPC'", "gateway-api", "httproute-grpc.yaml", "HTTPRoute",
          drop(grpc_filter + ["grpc"])),
-        ("route-backendrefs-plural", "gateway-api", "httproute-grpc.yaml", "HTTPRoute",
+        ("route-backendrefs-plural", "'backendRef' is a required property", "gateway-api", "httproute-grpc.yaml", "HTTPRoute",
          rename(grpc_filter + ["backendRef"], "backendRefs")),
-        ("route-http-path-relative", "gateway-api", "httproute-http.yaml", "HTTPRoute",
+        ("route-http-path-relative", 'does not match', "gateway-api", "httproute-http.yaml", "HTTPRoute",
          at(grpc_filter + ["http", "path"], "check with spaces")),
-        ("gateway-http-with-tls", "gateway-api", "gateway.yaml", "Gateway",
+        ("gateway-http-with-tls", 'tls must not be specified', "gateway-api", "gateway.yaml", "Gateway",
          at(["spec", "listeners", 0, "tls"], {"mode": "Terminate"})),
-        ("grant-to-typo", "gateway-api", "reference-grant.yaml", "ReferenceGrant",
+        ("grant-to-typo", "'to' is a required property", "gateway-api", "reference-grant.yaml", "ReferenceGrant",
          rename(["spec", "to"], "too")),
         # kgateway
-        ("ge-grpc-typo", "kgateway", "gateway-extension.yaml", "GatewayExtension",
+        ("ge-grpc-typo", "'grpcService' is a required property", "kgateway", "gateway-extension.yaml", "GatewayExtension",
          rename(["spec", "extAuth", "grpcService"], "grpc")),
-        ("ge-type-mismatch", "kgateway", "gateway-extension.yaml", "GatewayExtension",
+        ("ge-type-mismatch", 'ExtAuth must not be set when type is not ExtAuth', "kgateway", "gateway-extension.yaml", "GatewayExtension",
          at(["spec", "type"], "ExtProc")),
-        ("ge-timeout-format", "kgateway", "gateway-extension.yaml", "GatewayExtension",
+        ("ge-timeout-format", 'invalid timeout value', "kgateway", "gateway-extension.yaml", "GatewayExtension",
          at(["spec", "extAuth", "grpcService", "requestTimeout"], "0.5s")),
-        ("tp-extensionref-typo", "kgateway", "traffic-policy.yaml", "TrafficPolicy",
+        ("tp-extensionref-typo", "'extensionRefs' was unexpected", "kgateway", "traffic-policy.yaml", "TrafficPolicy",
          rename(["spec", "extAuth", "extensionRef"], "extensionRefs")),
-        ("tp-extensionref-and-disable", "kgateway", "traffic-policy.yaml", "TrafficPolicy",
+        ("tp-extensionref-and-disable", 'exactly one of the fields', "kgateway", "traffic-policy.yaml", "TrafficPolicy",
          at(["spec", "extAuth", "disable"], {})),
         # Contour
-        ("es-protocol", "contour", "extension-service.yaml", "ExtensionService",
+        ("es-protocol", "'grpc' is not one of", "contour", "extension-service.yaml", "ExtensionService",
          at(["spec", "protocol"], "grpc")),
-        ("es-no-services", "contour", "extension-service.yaml", "ExtensionService",
+        ("es-no-services", 'non-empty|too short', "contour", "extension-service.yaml", "ExtensionService",
          at(["spec", "services"], [])),
-        ("proxy-authorization-typo", "contour", "httpproxy.yaml", "HTTPProxy",
+        ("proxy-authorization-typo", "'authorisation' was unexpected", "contour", "httpproxy.yaml", "HTTPProxy",
          rename(["spec", "virtualhost", "authorization"], "authorisation")),
-        ("proxy-extensionref-typo", "contour", "httpproxy.yaml", "HTTPProxy",
+        ("proxy-extensionref-typo", "'extensionServiceRef' was unexpected", "contour", "httpproxy.yaml", "HTTPProxy",
          rename(["spec", "virtualhost", "authorization", "extensionRef"], "extensionServiceRef")),
-        ("proxy-failopen-string", "contour", "httpproxy.yaml", "HTTPProxy",
+        ("proxy-failopen-string", "is not of type 'boolean'", "contour", "httpproxy.yaml", "HTTPProxy",
          at(["spec", "virtualhost", "authorization", "failOpen"], "no")),
     ]
 
@@ -468,14 +468,16 @@ def _mutations():
 MUTATIONS = _mutations()
 
 
-@pytest.mark.parametrize("door,name,kind,mutate", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
-def test_validation_refuses_broken_manifests(door, name, kind, mutate):
+@pytest.mark.parametrize("expected,door,name,kind,mutate", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
+def test_validation_refuses_broken_manifests(expected, door, name, kind, mutate):
     [obj] = [o for o in docs(door, name) if o["kind"] == kind][:1]
     validate_object(obj)  # the shipped one passes
     broken = copy.deepcopy(obj)
     mutate(broken)
-    with pytest.raises((jsonschema.ValidationError, AssertionError, kubernetes_validate.ValidationError)):
+    with pytest.raises((jsonschema.ValidationError, AssertionError, kubernetes_validate.ValidationError)) as err:
         validate_object(broken)
+    message = err.value.message if isinstance(err.value, jsonschema.ValidationError) else str(err.value)
+    assert re.search(expected, message), f"refused, but for another reason: {message}"
 
 
 def test_unknown_kind_is_refused():
