@@ -8,12 +8,17 @@ The real binary serves the config the chart renders from gateways/<door>/mesh-au
   `By=<waypoint SPIFFE ID>;URI=<caller SPIFFE ID>` (istio/istio#59986), with an empty
   source.principal and source.certificate (istio/istio#56379);
 * contour: source.principal and source.certificate (include_peer_certificate), so certificate-bound
-  tokens can be enforced.
+  tokens can be enforced;
+* envoy-gateway: source.principal from the client certificate and the x-forwarded-client-cert
+  Envoy writes with SanitizeSet (`Hash`, `URI`), the only carrier of the certificate's hash there
+  (envoyproxy/gateway#7360).
 """
 
 from __future__ import annotations
 
+import hashlib
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -210,3 +215,48 @@ def test_contour_without_a_client_certificate_is_403(contour):
     token = contour.mint("alice")
     out = contour.check("/api/x", "--token", token)
     assert out.startswith("DENY 403"), out
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture()
+def envoy_gateway(binary, tmp_path):
+    proc, log, door = serve_door("envoy-gateway", binary, tmp_path)
+    yield door
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def sanitize_set_xfcc(cert: Path) -> str:
+    """What Envoy writes with SanitizeSet and certDetailsToAdd [URI]: Hash=<hex SHA-256 of the DER>;URI=…"""
+    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    return f"Hash={hashlib.sha256(der).hexdigest()};URI={OPS}"
+
+
+def test_envoy_gateway_bound_tokens_via_xfcc_hash(envoy_gateway, tmp_path):
+    """No source.certificate through Envoy Gateway (envoyproxy/gateway#7360): the certificate's hash
+    comes from the SanitizeSet XFCC, over gRPC (with source.principal) and over HTTP."""
+    cert = make_cert(tmp_path, "ops", OPS)
+    other = make_cert(tmp_path, "other", OPS)
+    token = envoy_gateway.mint("root", "--scope", "admin", "--bind-cert", str(cert))
+    xfcc = f"x-forwarded-client-cert: {sanitize_set_xfcc(cert)}"
+    out = envoy_gateway.check("/admin/users", "--token", token, "--spiffe-id", OPS, "--header", xfcc)
+    assert out.startswith("ALLOW"), out
+    out = envoy_gateway.check("/admin/users", "--token", token, "--spiffe-id", OPS,
+                              "--header", f"x-forwarded-client-cert: {sanitize_set_xfcc(other)}")
+    assert out.startswith("DENY 403"), out
+    # The principal alone (no XFCC) has no hash: a bound token cannot be checked, so 403.
+    out = envoy_gateway.check("/admin/users", "--token", token, "--spiffe-id", OPS)
+    assert out.startswith("DENY 403"), out
+    status, headers = envoy_gateway.http_check("/admin/users", {"authorization": f"Bearer {token}",
+                                                                "x-forwarded-client-cert": sanitize_set_xfcc(cert)})
+    assert status == 200 and headers["x-auth-spiffe-id"] == OPS
+    status, _ = envoy_gateway.http_check("/admin/users", {"authorization": f"Bearer {token}",
+                                                          "x-forwarded-client-cert": sanitize_set_xfcc(other)})
+    assert status == 403
+
+
+def test_envoy_gateway_api_needs_only_a_token(envoy_gateway):
+    token = envoy_gateway.mint("alice")
+    assert envoy_gateway.check("/api/x", "--token", token).startswith("ALLOW")
+    assert envoy_gateway.check("/api/x").startswith("DENY 401")
