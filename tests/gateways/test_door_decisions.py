@@ -204,8 +204,9 @@ def test_contour_enforces_certificate_bound_tokens(contour, tmp_path):
     token = contour.mint("root", "--scope", "admin", "--bind-cert", str(cert))
     out = contour.check("/admin/users", "--token", token, "--spiffe-id", OPS, "--peer-cert", str(cert))
     assert out.startswith("ALLOW"), out
+    # RFC 8705 §3: a bound token from another certificate is an invalid token (401), on every rule.
     out = contour.check("/admin/users", "--token", token, "--spiffe-id", OPS, "--peer-cert", str(other))
-    assert out.startswith("DENY 403"), out
+    assert out.startswith("DENY 401") and "reason=token_binding_mismatch" in out, out
     unbound = contour.mint("root", "--scope", "admin")
     out = contour.check("/admin/users", "--token", unbound, "--spiffe-id", OPS, "--peer-cert", str(cert))
     assert out.startswith("DENY 403"), out
@@ -244,16 +245,16 @@ def test_envoy_gateway_bound_tokens_via_xfcc_hash(envoy_gateway, tmp_path):
     assert out.startswith("ALLOW"), out
     out = envoy_gateway.check("/admin/users", "--token", token, "--spiffe-id", OPS,
                               "--header", f"x-forwarded-client-cert: {sanitize_set_xfcc(other)}")
-    assert out.startswith("DENY 403"), out
-    # The principal alone (no XFCC) has no hash: a bound token cannot be checked, so 403.
+    assert out.startswith("DENY 401") and "reason=token_binding_mismatch" in out, out
+    # The principal alone (no XFCC) has no hash: the binding cannot be proven, so 401 as well.
     out = envoy_gateway.check("/admin/users", "--token", token, "--spiffe-id", OPS)
-    assert out.startswith("DENY 403"), out
+    assert out.startswith("DENY 401") and "reason=token_binding_mismatch" in out, out
     status, headers = envoy_gateway.http_check("/admin/users", {"authorization": f"Bearer {token}",
                                                                 "x-forwarded-client-cert": sanitize_set_xfcc(cert)})
     assert status == 200 and headers["x-auth-spiffe-id"] == OPS
     status, _ = envoy_gateway.http_check("/admin/users", {"authorization": f"Bearer {token}",
                                                           "x-forwarded-client-cert": sanitize_set_xfcc(other)})
-    assert status == 403
+    assert status == 401
 
 
 def test_envoy_gateway_api_needs_only_a_token(envoy_gateway):
