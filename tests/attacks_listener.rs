@@ -725,7 +725,9 @@ static_resources:
         let file = dir.path().join("envoy.yaml");
         std::fs::write(&file, config).unwrap();
         let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
-        let base_id = std::process::id() % 100_000 * 10 + u32::from(port % 10);
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let base_id = std::process::id() % 100_000 * 100
+            + NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let child = Command::new(envoy_bin())
             .arg("-c")
             .arg(&file)
