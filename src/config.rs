@@ -128,6 +128,18 @@ pub struct ServerConfig {
     /// Envoy spends less per request. Denials always carry their reason and rule.
     #[serde(default)]
     pub allow_metadata: bool,
+    /// The most connections each listener (gRPC, HTTP) holds open at once; further clients wait
+    /// in the kernel's accept queue until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a new connection may take to send its first complete request (TLS handshake and
+    /// headers included; for HTTP/1, each request's headers) before it is closed.
+    #[serde(default = "default_header_read_timeout", with = "duration")]
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in progress before it is closed
+    /// (HTTP/2: GOAWAY).
+    #[serde(default = "default_idle_timeout", with = "duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +152,9 @@ impl Default for ServerConfig {
             shutdown_grace: default_shutdown_grace(),
             drain_delay: default_drain_delay(),
             allow_metadata: false,
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
         }
     }
 }
@@ -155,6 +170,15 @@ fn default_shutdown_grace() -> Duration {
 }
 fn default_drain_delay() -> Duration {
     Duration::from_secs(1)
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// Server-side TLS; with `client_ca_file`, client certificates are required.

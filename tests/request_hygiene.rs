@@ -444,3 +444,69 @@ async fn no_token_reaches_the_logs() {
         }
     }
 }
+
+/// A header mapping that would let a token's claim overwrite what Envoy or the upstream trusts
+/// (credentials, cookies, routing and forwarding headers, the SPIFFE ID header, another claim's
+/// header) is refused when the config loads, with the key's path.
+#[test]
+fn dangerous_header_mappings_are_refused_at_load() {
+    for (mapping, identity, path) in [
+        (
+            "{ sub: proxy-authorization }",
+            "",
+            "providers[0].claims_to_headers.sub",
+        ),
+        (
+            "{ sub: set-cookie }",
+            "",
+            "providers[0].claims_to_headers.sub",
+        ),
+        (
+            "{ sub: forwarded }",
+            "",
+            "providers[0].claims_to_headers.sub",
+        ),
+        (
+            "{ sub: x-forwarded-proto }",
+            "",
+            "providers[0].claims_to_headers.sub",
+        ),
+        (
+            "{ sub: x-envoy-original-path }",
+            "",
+            "providers[0].claims_to_headers.sub",
+        ),
+        (
+            "{ sub: \":path\" }",
+            "",
+            "providers[0].claims_to_headers.sub",
+        ),
+        (
+            "{ sub: x-auth-spiffe-id }",
+            "",
+            "providers[0].claims_to_headers.sub",
+        ),
+        (
+            "{ sub: x-caller }",
+            "identity: { spiffe_id_header: x-caller }\n",
+            "providers[0].claims_to_headers.sub",
+        ),
+        (
+            "{ sub: x-user, email: x-user }",
+            "",
+            "providers[0].claims_to_headers.sub",
+        ),
+    ] {
+        let yaml = format!(
+            "providers:\n  - name: corp\n    issuer: {ISSUER}\n    jwks: {{ file: Cargo.toml }}\n    claims_to_headers: {mapping}\n{identity}"
+        );
+        let errors = match mesh_authz::config::from_str_with_env(&yaml, Vec::new()) {
+            Ok(c) => mesh_authz::config::validate(&c),
+            Err(e) => e.0,
+        };
+        assert!(
+            errors.iter().any(|e| e.path == path),
+            "{mapping} {identity}: {errors:?}"
+        );
+    }
+}

@@ -47,6 +47,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     override_addrs(&mut config, args.grpc_addr.clone(), args.http_addr.clone())?;
     init_logging(&config);
+    raise_open_files_limit(&config);
     // SIGHUP re-reads the same file with the same environment and address overrides.
     let reload = move || {
         let mut config = config::load(&path)?;
@@ -65,6 +66,7 @@ async fn dev(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let http = args.http_addr.unwrap_or_else(|| "127.0.0.1:9002".into());
     let setup = mesh_authz::dev::setup(dir.path(), &grpc, &http)?;
     init_logging(&setup.config);
+    raise_open_files_limit(&setup.config);
     let running = server::start(&setup.config).await?;
     let now = server::grpc::unix_now();
     let token = mesh_authz::dev::token(
@@ -111,6 +113,27 @@ fn override_addrs(
         config.server.http_addr = a.parse().with_context(|| format!("--http-addr {a:?}"))?;
     }
     Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one (a container's soft limit is often 1024 while
+/// its hard limit is far higher), and warns when the listeners' connection caps may not fit.
+fn raise_open_files_limit(config: &Config) {
+    match server::listener::raise_open_files_limit() {
+        Ok(limit) => {
+            // Two listeners, plus descriptors for JWKS, Redis, logs and the runtime.
+            let needed = 2 * config.server.max_connections as u64 + 256;
+            if limit < needed {
+                tracing::warn!(
+                    open_files_limit = limit,
+                    max_connections = config.server.max_connections,
+                    "the open-files limit is below what server.max_connections on both listeners needs; raise the hard limit or lower server.max_connections"
+                );
+            } else {
+                tracing::info!(open_files_limit = limit, "open-files limit");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
 }
 
 /// JSON (default) or text logs on stdout; `RUST_LOG` overrides `logging.level`. Text has colour

@@ -1,6 +1,6 @@
 //! Semantic checks serde cannot express; every problem is reported with its config path.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::{Config, ConfigError, IdentitySource, JwksConfig, ProviderConfig, StoreKind};
@@ -9,7 +9,9 @@ use crate::policy::Policy;
 /// Headers mesh-authz must never be told to inject.
 const RESERVED_HEADERS: &[&str] = &[
     "authorization",
+    "proxy-authorization",
     "host",
+    "forwarded",
     "content-length",
     "content-type",
     "transfer-encoding",
@@ -17,10 +19,15 @@ const RESERVED_HEADERS: &[&str] = &[
     "te",
     "upgrade",
     "cookie",
+    "set-cookie",
     "x-forwarded-client-cert",
     "x-forwarded-for",
     "x-request-id",
 ];
+
+/// Header families mesh-authz must never inject: `x-forwarded-*` carries what proxies vouch for
+/// (client address, protocol, certificate), `x-envoy-*` steers Envoy itself.
+const RESERVED_PREFIXES: &[&str] = &["x-forwarded-", "x-envoy-"];
 
 /// Every semantic problem of `config`, in document order.
 pub fn validate(config: &Config) -> Vec<ConfigError> {
@@ -33,7 +40,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
     }
     for (i, p) in config.providers.iter().enumerate() {
         let at = format!("providers[{i}]");
-        provider(&at, p, &mut errors);
+        provider(&at, p, &config.identity.spiffe_id_header, &mut errors);
         if !p.name.is_empty() && !names.insert(p.name.clone()) {
             errors.push(ConfigError::new(
                 format!("{at}.name"),
@@ -69,6 +76,26 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             "server.drain_delay",
             "must be at most 60s".to_string(),
         ));
+    }
+    if config.server.max_connections == 0 || config.server.max_connections > 1_000_000 {
+        errors.push(ConfigError::new(
+            "server.max_connections",
+            "must be between 1 and 1000000".to_string(),
+        ));
+    }
+    for (at, d) in [
+        (
+            "server.header_read_timeout",
+            config.server.header_read_timeout,
+        ),
+        ("server.idle_timeout", config.server.idle_timeout),
+    ] {
+        if d.is_zero() || d.as_secs() > 3600 {
+            errors.push(ConfigError::new(
+                at,
+                "must be above zero and at most 1h".to_string(),
+            ));
+        }
     }
     if config.limits.max_concurrent_checks > 1_000_000 {
         errors.push(ConfigError::new(
@@ -141,7 +168,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
     errors
 }
 
-fn provider(at: &str, p: &ProviderConfig, errors: &mut Vec<ConfigError>) {
+fn provider(at: &str, p: &ProviderConfig, spiffe_id_header: &str, errors: &mut Vec<ConfigError>) {
     if p.name.trim().is_empty() {
         errors.push(ConfigError::new(
             format!("{at}.name"),
@@ -199,12 +226,29 @@ fn provider(at: &str, p: &ProviderConfig, errors: &mut Vec<ConfigError>) {
         ));
     }
     jwks(&format!("{at}.jwks"), &p.jwks, &p.issuer, errors);
+    let mut targets: HashMap<&str, &str> = HashMap::new();
     for (claim, header) in &p.claims_to_headers {
         let path = format!("{at}.claims_to_headers.{claim}");
         if claim.is_empty() || claim.split('.').any(str::is_empty) {
             errors.push(ConfigError::new(path.clone(), "not a claim path".into()));
         }
         header_name(&path, header, errors);
+        // One header, two writers: which value reaches the upstream would depend on map order.
+        if header == spiffe_id_header {
+            errors.push(ConfigError::new(
+                path,
+                format!(
+                    "{header:?} is identity.spiffe_id_header, which carries the caller's SPIFFE ID"
+                ),
+            ));
+        } else if let Some(first) = targets.get(header.as_str()) {
+            errors.push(ConfigError::new(
+                path,
+                format!("{header:?} is also the target of {at}.claims_to_headers.{first}"),
+            ));
+        } else {
+            targets.insert(header, claim);
+        }
     }
     for (j, claim) in p.required_claims.iter().enumerate() {
         if claim.is_empty() {
@@ -418,6 +462,13 @@ pub(crate) fn valid_trust_domain(td: &str) -> bool {
 }
 
 fn header_name(at: &str, name: &str, errors: &mut Vec<ConfigError>) {
+    if name.starts_with(':') {
+        errors.push(ConfigError::new(
+            at,
+            format!("{name:?} is a pseudo-header and cannot be injected"),
+        ));
+        return;
+    }
     let token = !name.is_empty()
         && name.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
@@ -427,7 +478,9 @@ fn header_name(at: &str, name: &str, errors: &mut Vec<ConfigError>) {
             at,
             format!("{name:?} is not a lower-case HTTP header name"),
         ));
-    } else if RESERVED_HEADERS.contains(&name) || name.starts_with(':') {
+    } else if RESERVED_HEADERS.contains(&name)
+        || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+    {
         errors.push(ConfigError::new(
             at,
             format!("{name:?} is reserved and cannot be injected"),
@@ -457,5 +510,135 @@ fn readable(at: &str, path: &Path, errors: &mut Vec<ConfigError>) {
             at,
             format!("cannot read {}: {e}", path.display()),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The errors of a config with one provider mapping `sub` (and `extra`) to headers.
+    fn mapping_errors(identity: &str, mappings: &str) -> Vec<ConfigError> {
+        let text = format!(
+            "providers:\n  - name: a\n    issuer: https://a\n    jwks: {{ file: Cargo.toml }}\n    \
+             claims_to_headers: {{ {mappings} }}\n{identity}"
+        );
+        errors_of(&text)
+    }
+
+    /// Every error of `text`: loading validates, so a bad config is an `Err`.
+    fn errors_of(text: &str) -> Vec<ConfigError> {
+        match super::super::from_str_with_env(text, Vec::new()) {
+            Ok(config) => validate(&config),
+            Err(errors) => errors.0,
+        }
+    }
+
+    fn paths(errors: &[ConfigError]) -> Vec<String> {
+        errors.iter().map(|e| e.path.clone()).collect()
+    }
+
+    #[test]
+    fn dangerous_injection_targets_are_refused_with_their_path() {
+        for header in [
+            "authorization",
+            "proxy-authorization",
+            "cookie",
+            "set-cookie",
+            "host",
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-client-cert",
+            "x-forwarded-host",
+            "x-envoy-original-path",
+            "x-envoy-auth-headers-to-remove",
+            "x-envoy-internal",
+        ] {
+            let errors = mapping_errors("", &format!("sub: {header}"));
+            assert_eq!(
+                paths(&errors),
+                ["providers[0].claims_to_headers.sub"],
+                "{header}: {errors:?}"
+            );
+            assert!(errors[0].message.contains(header), "{header}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn pseudo_headers_are_refused() {
+        for header in [":authority", ":path", ":method", ":scheme", ":status"] {
+            let errors = mapping_errors("", &format!("sub: \"{header}\""));
+            assert_eq!(
+                paths(&errors),
+                ["providers[0].claims_to_headers.sub"],
+                "{header}"
+            );
+            assert!(errors[0].message.contains("pseudo-header"), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn a_target_equal_to_the_spiffe_id_header_is_refused() {
+        // The default spiffe_id_header, and a configured one.
+        let errors = mapping_errors("", "sub: x-auth-spiffe-id");
+        assert_eq!(paths(&errors), ["providers[0].claims_to_headers.sub"]);
+        assert!(errors[0].message.contains("spiffe_id_header"), "{errors:?}");
+        let errors = mapping_errors(
+            "identity: { spiffe_id_header: x-caller }\n",
+            "sub: x-caller, tenant: x-auth-spiffe-id",
+        );
+        assert_eq!(paths(&errors), ["providers[0].claims_to_headers.sub"]);
+    }
+
+    #[test]
+    fn two_claims_mapped_to_one_header_are_refused() {
+        let errors = mapping_errors("", "sub: x-auth, tenant: x-auth, scope: x-auth-scope");
+        // BTreeMap order: sub before tenant; the second one is reported.
+        assert_eq!(paths(&errors), ["providers[0].claims_to_headers.tenant"]);
+        assert!(
+            errors[0].message.contains("claims_to_headers.sub"),
+            "{errors:?}"
+        );
+        // The same header in two providers is fine: one token selects one provider.
+        let text = "providers:\n  - { name: a, issuer: https://a, jwks: { file: Cargo.toml }, claims_to_headers: { sub: x-auth } }\n  \
+                    - { name: b, issuer: https://b, jwks: { file: Cargo.toml }, claims_to_headers: { sub: x-auth } }\n";
+        assert_eq!(errors_of(text), Vec::new());
+    }
+
+    #[test]
+    fn listener_limits_are_bounded() {
+        let text = "server: { max_connections: 0, header_read_timeout: 0s, idle_timeout: 2h }\n";
+        assert_eq!(
+            paths(&errors_of(text)),
+            [
+                "server.max_connections",
+                "server.header_read_timeout",
+                "server.idle_timeout"
+            ]
+        );
+        let config = super::super::from_str_with_env("", Vec::new()).unwrap();
+        assert_eq!(config.server.max_connections, 4096);
+        assert_eq!(validate(&config), Vec::new());
+    }
+
+    #[test]
+    fn ordinary_targets_are_accepted() {
+        let errors = mapping_errors(
+            "",
+            "sub: x-auth-subject, scope: x-auth-scope, tenant: x-tenant",
+        );
+        assert_eq!(errors, Vec::new());
+    }
+
+    #[test]
+    fn the_spiffe_id_header_itself_may_not_be_a_dangerous_header() {
+        for header in ["x-forwarded-user", "x-envoy-peer", "proxy-authorization"] {
+            let errors = mapping_errors(
+                &format!("identity: {{ spiffe_id_header: {header} }}\n"),
+                "sub: x-auth-subject",
+            );
+            assert_eq!(paths(&errors), ["identity.spiffe_id_header"], "{header}");
+        }
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use super::grpc::unix_now;
 use crate::check::{self, Checker, Decision, Denied, DenyStatus};
@@ -24,6 +25,11 @@ pub const REASON_OVERLOADED: &str = "overloaded";
 
 /// Reason of a check that did not finish within its deadline.
 pub const REASON_DEADLINE: &str = "deadline_exceeded";
+
+/// Reason of a check whose request could not be read: a malformed `grpc-timeout`, a body that is
+/// not one uncompressed gRPC message, a message over the size limit, or one that does not decode
+/// (a string that is not UTF-8, nesting past the decoder's depth limit).
+pub const REASON_REQUEST_INVALID: &str = "request_invalid";
 
 /// The least and most time kept back from the caller's deadline, so that our answer (rather
 /// than the caller's own timeout, which it may treat as a failure) arrives first.
@@ -100,6 +106,18 @@ impl Gate {
     /// Decides `req`. `deadline` is the time the caller will wait (gRPC `grpc-timeout`), if it
     /// said; the check gets the smaller of it (minus a margin) and `limits.check_timeout`.
     pub async fn check(&self, req: &check::Request, deadline: Option<Duration>) -> Decision {
+        self.check_until(req, self.deadline(deadline)).await
+    }
+
+    /// When a check that arrives now must be answered: now plus [`budget`] of
+    /// `limits.check_timeout` and the caller's `deadline`. Taken when the request's headers
+    /// arrive, so time spent waiting for its body counts.
+    pub fn deadline(&self, deadline: Option<Duration>) -> Instant {
+        Instant::now() + budget(self.limits.load().check_timeout, deadline)
+    }
+
+    /// Decides `req`, answering by `until` (see [`Gate::deadline`]).
+    pub async fn check_until(&self, req: &check::Request, until: Instant) -> Decision {
         let limits = self.limits.load_full();
         let permit = match &limits.permits {
             None => None,
@@ -114,23 +132,35 @@ impl Gate {
             metrics: &self.metrics,
             _permit: permit,
         };
-        let budget = budget(limits.check_timeout, deadline);
         let checker = self.checker.load_full();
-        match tokio::time::timeout(budget, checker.check(req, unix_now())).await {
+        match tokio::time::timeout_at(until, checker.check(req, unix_now())).await {
             Ok(decision) => decision,
             Err(_) => self.refuse(req, REASON_DEADLINE),
         }
     }
 
-    /// A 503 denial the checker never saw, counted and logged like its own.
+    /// A denial of a request that could not be read (no [`check::Request`] exists): 403
+    /// [`REASON_REQUEST_INVALID`], or 503 [`REASON_DEADLINE`] when it did not arrive in time.
+    /// Counted and logged like the checker's own.
+    pub fn reject(&self, reason: &'static str) -> Decision {
+        self.refuse(&check::Request::default(), reason)
+    }
+
+    /// A denial the checker never saw, counted and logged like its own: 403 for
+    /// [`REASON_REQUEST_INVALID`], 503 otherwise.
     fn refuse(&self, req: &check::Request, reason: &'static str) -> Decision {
+        let status = if reason == REASON_REQUEST_INVALID {
+            DenyStatus::Forbidden
+        } else {
+            DenyStatus::Unavailable
+        };
         self.metrics
             .checks
             .with_label_values(&["deny", reason])
             .inc();
         tracing::warn!(
             decision = "deny",
-            status = DenyStatus::Unavailable.code(),
+            status = status.code(),
             reason,
             request_id = req.request_id.as_deref().unwrap_or(""),
             method = %req.method,
@@ -138,7 +168,7 @@ impl Gate {
             path = %req.path,
             "check denied"
         );
-        Decision::Deny(Denied::new(DenyStatus::Unavailable, reason, None))
+        Decision::Deny(Denied::new(status, reason, None))
     }
 }
 

@@ -1,22 +1,35 @@
 //! Envoy ext_authz v3 over gRPC: `envoy.service.auth.v3.Authorization/Check`.
 //!
 //! Converts a `CheckRequest` into a [`check::Request`] and a [`Decision`] into a `CheckResponse`.
-//! Every decision, bad input and dependency failure included, is an `Ok(CheckResponse)`: a gRPC
-//! error status is what Envoy's `failure_mode_allow` would turn into an allow.
+//! Every outcome, bad input and dependency failure included, is a `CheckResponse` with gRPC
+//! status OK: a gRPC error status is what Envoy's `failure_mode_allow` would turn into an allow.
+//!
+//! That is why Check is not served by tonic's generated server: tonic answers a message it cannot
+//! decode (a string that is not UTF-8, nesting past prost's depth limit, a message over its size
+//! limit, a compressed one) and a body that arrives after its `grpc-timeout` with gRPC errors,
+//! before any handler runs. [`serve_check`] reads and decodes the request itself, under its own
+//! size limit and under the deadline the [`Gate`] sets when the headers arrive, and answers each of
+//! those with a deny: 403 [`REASON_REQUEST_INVALID`] or 503 `deadline_exceeded`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::convert::Infallible;
 
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue as HttpHeaderValue, StatusCode, header};
 use envoy_types::ext_authz::v3::pb::{
-    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
-    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+    CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue,
+    HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value as PbValue, value::Kind};
 use envoy_types::pb::google::rpc;
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::Frame;
+use prost::Message;
 use serde_json::Value;
-use tonic::{Request as GrpcRequest, Response, Status};
+use tokio::time::Instant;
 
-use super::gate::{Gate, parse_grpc_timeout};
+pub use super::gate::REASON_REQUEST_INVALID;
+use super::gate::{Gate, REASON_DEADLINE, parse_grpc_timeout};
 use crate::check::{self, Decision, DenyStatus, PeerInfo};
 
 /// gRPC status codes (google.rpc.Code) used in `CheckResponse.status`.
@@ -31,34 +44,117 @@ pub const METADATA_KEY: &str = "mesh_authz";
 /// The gRPC deadline header a client (Envoy) sends with each call.
 const GRPC_TIMEOUT: &str = "grpc-timeout";
 
-/// The ext_authz gRPC service.
-pub struct AuthzService {
-    gate: Arc<Gate>,
+/// The HTTP/2 path of ext_authz's Check method.
+pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+
+/// The largest `CheckRequest` accepted, in bytes (tonic's default decode limit). A larger one is
+/// denied with [`REASON_REQUEST_INVALID`] without being buffered.
+pub const MAX_CHECK_REQUEST_BYTES: usize = 4 << 20;
+
+/// The 5-byte gRPC message prefix: compression flag, then the length (big-endian u32).
+const FRAME_PREFIX: usize = 5;
+
+/// Why a Check's request could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// The body did not arrive by the deadline.
+    #[error("the request did not arrive before its deadline")]
+    Deadline,
+    /// The body is not one valid, uncompressed, small enough `CheckRequest`.
+    #[error("invalid request: {0}")]
+    Invalid(String),
 }
 
-impl AuthzService {
-    /// Serves checks through `gate` (the current checker, concurrency limit and deadline).
-    pub fn new(gate: Arc<Gate>) -> Self {
-        Self { gate }
-    }
+/// Answers one Check (HTTP/2 POST to [`CHECK_PATH`]) with a `CheckResponse`, whatever the request
+/// holds. The deadline is fixed when the headers arrive (here): `limits.check_timeout`, or the
+/// client's `grpc-timeout` less a margin when shorter; a malformed `grpc-timeout` (tonic would
+/// read `+100m` as 100 ms, the gRPC spec allows only up to 8 digits and a unit) is denied at once.
+pub async fn serve_check(gate: &Gate, request: axum::extract::Request) -> axum::response::Response {
+    let grpc_timeout = match request.headers().get(GRPC_TIMEOUT) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(parse_grpc_timeout)
+            .map(Some)
+            .ok_or(()),
+    };
+    let decision = match grpc_timeout {
+        Err(()) => {
+            tracing::debug!("malformed grpc-timeout");
+            gate.reject(REASON_REQUEST_INVALID)
+        }
+        Ok(timeout) => {
+            let until = gate.deadline(timeout);
+            match read_check_request(request.into_body(), until).await {
+                Ok(req) => gate.check_until(&to_check_request(req), until).await,
+                Err(ReadError::Deadline) => gate.reject(REASON_DEADLINE),
+                Err(e @ ReadError::Invalid(_)) => {
+                    tracing::debug!(error = %e, "unreadable CheckRequest");
+                    gate.reject(REASON_REQUEST_INVALID)
+                }
+            }
+        }
+    };
+    grpc_ok(&to_check_response(decision))
 }
 
-#[tonic::async_trait]
-impl Authorization for AuthzService {
-    async fn check(
-        &self,
-        request: GrpcRequest<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
-        // Envoy's ext_authz `timeout` arrives as `grpc-timeout`; the answer must beat it.
-        let deadline = request
-            .metadata()
-            .get(GRPC_TIMEOUT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout);
-        let req = to_check_request(request.into_inner());
-        let decision = self.gate.check(&req, deadline).await;
-        Ok(Response::new(to_check_response(decision)))
+/// Reads the body (one uncompressed gRPC message of at most [`MAX_CHECK_REQUEST_BYTES`]) by
+/// `until` and decodes it.
+async fn read_check_request(body: Body, until: Instant) -> Result<CheckRequest, ReadError> {
+    let limited = Limited::new(body, FRAME_PREFIX + MAX_CHECK_REQUEST_BYTES);
+    let bytes = match tokio::time::timeout_at(until, limited.collect()).await {
+        Err(_) => return Err(ReadError::Deadline),
+        // Over the limit, or the stream was reset.
+        Ok(Err(e)) => return Err(ReadError::Invalid(format!("body: {e}"))),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let Some((prefix, message)) = bytes.split_at_checked(FRAME_PREFIX) else {
+        return Err(ReadError::Invalid("no gRPC message".into()));
+    };
+    let [flag, len @ ..] = prefix else {
+        return Err(ReadError::Invalid("no gRPC message".into()));
+    };
+    if *flag != 0 {
+        // No `grpc-accept-encoding` is advertised, so no client may compress.
+        return Err(ReadError::Invalid("compressed message".into()));
     }
+    let mut be = [0u8; 4];
+    be.copy_from_slice(len);
+    if usize::try_from(u32::from_be_bytes(be)).ok() != Some(message.len()) {
+        return Err(ReadError::Invalid(
+            "not exactly one gRPC message in the body".into(),
+        ));
+    }
+    CheckRequest::decode(message).map_err(|e| ReadError::Invalid(format!("decode: {e}")))
+}
+
+/// A gRPC OK answer carrying `response`: one length-prefixed message, then `grpc-status: 0`.
+fn grpc_ok(response: &CheckResponse) -> axum::response::Response {
+    let message = response.encode_to_vec();
+    let mut frame = Vec::with_capacity(FRAME_PREFIX + message.len());
+    frame.push(0);
+    // A CheckResponse is a few hundred bytes; it cannot reach 4 GiB.
+    frame.extend_from_slice(
+        &u32::try_from(message.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    frame.extend_from_slice(&message);
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HttpHeaderValue::from_static("0"));
+    let frames = [
+        Ok::<_, Infallible>(Frame::data(Bytes::from(frame))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let body = Body::new(StreamBody::new(futures_util::stream::iter(frames)));
+    let mut out = axum::response::Response::new(body);
+    *out.status_mut() = StatusCode::OK;
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HttpHeaderValue::from_static("application/grpc"),
+    );
+    out
 }
 
 pub use crate::clock::unix_now;

@@ -5,6 +5,7 @@ pub mod gate;
 pub mod grpc;
 pub mod http;
 pub mod http_authz;
+pub mod listener;
 mod run;
 
 pub use run::{

@@ -5,19 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use super::gate::Gate;
-use super::grpc::AuthzService;
 use super::http::HttpState;
+use super::listener::{self, ListenerLimits, Protocols};
 use crate::check::Checker;
 use crate::config::{Config, ConfigError, ConfigErrors, StoreKind, TlsConfig};
 use crate::revocation::RevocationStore;
@@ -29,12 +27,6 @@ use crate::token::verify::Verifier;
 
 /// The gRPC service name Envoy's health checks and Kubernetes gRPC probes may ask for.
 const AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
-
-/// tonic's own per-call timeout. It must exceed every valid `limits.check_timeout` (at most 60 s):
-/// when it fires, tonic answers with a gRPC error, which `failure_mode_allow` turns into an allow,
-/// so the gate's deadline (an explicit deny) must always fire first. tonic also honours a client's
-/// shorter `grpc-timeout`, which the gate undercuts by a margin.
-const TRANSPORT_TIMEOUT: Duration = Duration::from_secs(65);
 
 /// How often readiness (every provider holds keys) is re-evaluated for gRPC health.
 const READINESS_POLL: Duration = Duration::from_millis(250);
@@ -317,27 +309,31 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         draining: false,
     }));
 
-    let mut builder = Server::builder()
-        .timeout(TRANSPORT_TIMEOUT)
-        .tcp_nodelay(true);
-    if let Some(tls) = &config.server.tls {
-        builder = builder
-            .tls_config(server_tls(tls)?)
-            .map_err(|e| ServeError::Tls(e.to_string()))?;
-    }
-    let router = builder
-        .add_service(health_service)
-        .add_service(AuthorizationServer::new(AuthzService::new(gate.clone())));
-    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-    let grpc_cancel = cancel.clone();
-    let grpc_task = tokio::spawn(async move {
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, grpc_cancel.cancelled())
-            .await
-        {
-            tracing::error!(error = %e, "gRPC server failed");
-        }
-    });
+    // Check is served by our own handler (never a gRPC error, the gate owns the deadline); the
+    // health service by tonic. No tonic `Server`: its per-call timer would answer a late body
+    // with a gRPC error before the gate's deadline.
+    let check_gate = gate.clone();
+    let grpc_router = tonic::service::Routes::new(health_service)
+        .into_axum_router()
+        .route(
+            super::grpc::CHECK_PATH,
+            axum::routing::post(move |request: axum::extract::Request| async move {
+                super::grpc::serve_check(&check_gate, request).await
+            }),
+        );
+    let limits = ListenerLimits::from(&config.server);
+    let grpc_settings = listener::Listener {
+        name: "grpc",
+        limits,
+        tls: config.server.tls.as_ref().map(server_tls).transpose()?,
+        protocols: Protocols::Http2,
+    };
+    let grpc_task = tokio::spawn(listener::serve(
+        grpc_listener,
+        grpc_router,
+        grpc_settings,
+        cancel.clone(),
+    ));
 
     let state = Arc::new(HttpState {
         gate: gate.clone(),
@@ -345,17 +341,18 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         revocation: revocation.clone(),
         draining: Default::default(),
     });
-    let http_cancel = cancel.clone();
-    let app = super::http::router(state.clone());
-    let http_task = tokio::spawn(async move {
-        let shutdown = async move { http_cancel.cancelled().await };
-        if let Err(e) = axum::serve(http_listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let http_settings = listener::Listener {
+        name: "http",
+        limits,
+        tls: None,
+        protocols: Protocols::Auto,
+    };
+    let http_task = tokio::spawn(listener::serve(
+        http_listener,
+        super::http::router(state.clone()),
+        http_settings,
+        cancel.clone(),
+    ));
 
     let admin_addr = match &config.server.admin {
         Some(admin) => Some(
@@ -528,18 +525,49 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, Se
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-fn server_tls(tls: &TlsConfig) -> Result<ServerTlsConfig, ServeError> {
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| ServeError::Tls(format!("cannot read {}: {e}", p.display())))
+/// The gRPC listener's TLS: the certificate chain and key, ALPN `h2`, and, with
+/// `client_ca_file`, a client certificate chained to it required.
+fn server_tls(tls: &TlsConfig) -> Result<TlsAcceptor, ServeError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, p: &std::path::Path, e: &dyn std::fmt::Display| {
+        ServeError::Tls(format!("{what} {}: {e}", p.display()))
     };
-    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
-        read(&tls.cert_file)?,
-        read(&tls.key_file)?,
-    ));
-    if let Some(ca) = &tls.client_ca_file {
-        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(config)
+    let certs = CertificateDer::pem_file_iter(&tls.cert_file)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad("cannot read certificates from", &tls.cert_file, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .map_err(|e| bad("cannot read the private key from", &tls.key_file, &e))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let builder = match &tls.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| bad("cannot read CA certificates from", ca, &e))?
+            {
+                let cert = cert.map_err(|e| bad("cannot read CA certificates from", ca, &e))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| bad("bad CA certificate in", ca, &e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| bad("cannot use the CA certificates in", ca, &e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("cannot use the certificate and key in", &tls.cert_file, &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -15,8 +15,15 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-authz"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mesh-authz"));
+        command.args(args);
+        Proc::spawn_command(command)
+    }
+
+    /// Like [`Proc::spawn`], for a command that runs the binary another way (a shell that lowers
+    /// a limit first, say).
+    pub fn spawn_command(mut command: Command) -> Proc {
+        let mut child = command
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
