@@ -847,8 +847,24 @@ impl std::io::Write for Logs {
     }
 }
 
+/// Held while a test captures logs; the capturing tests take turns.
+///
+/// A scoped subscriber races with tracing's global callsite-interest cache: a callsite that
+/// another test thread is registering for the first time while ours is installed can be cached as
+/// "never" and then miss our events. [`Logs::settle`] rebuilds that cache once every callsite the
+/// test will hit has been registered.
+struct CaptureGuard {
+    _subscriber: tracing::subscriber::DefaultGuard,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+static CAPTURE_TURN: Mutex<()> = Mutex::new(());
+
 impl Logs {
-    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+    fn capture() -> (Self, CaptureGuard) {
+        let turn = CAPTURE_TURN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let logs = Logs::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -856,7 +872,17 @@ impl Logs {
             .with_ansi(false)
             .with_max_level(tracing::Level::DEBUG)
             .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
+        let guard = CaptureGuard {
+            _subscriber: tracing::subscriber::set_default(subscriber),
+            _turn: turn,
+        };
+        Logs::settle();
+        (logs, guard)
+    }
+
+    /// Recomputes every registered callsite's interest with our subscriber installed.
+    fn settle() {
+        tracing::callsite::rebuild_interest_cache();
     }
 
     fn text(&self) -> String {
@@ -993,6 +1019,7 @@ async fn a_tls_failure_is_said_in_words_once() {
     )
     .unwrap();
     for _ in 0..3 {
+        Logs::settle();
         let err = cache.refresh_now().await.unwrap_err().to_string();
         assert!(
             err.contains("TLS: the server presented a CA certificate as its own certificate"),

@@ -520,7 +520,7 @@ mod tests {
     /// The errors of a config with one provider mapping `sub` (and `extra`) to headers.
     fn mapping_errors(identity: &str, mappings: &str) -> Vec<ConfigError> {
         let text = format!(
-            "providers:\n  - name: a\n    issuer: https://a\n    jwks: {{ file: Cargo.toml }}\n    \
+            "providers:\n  - name: a\n    issuer: https://a\n    audiences: [api]\n    jwks: {{ file: Cargo.toml }}\n    \
              claims_to_headers: {{ {mappings} }}\n{identity}"
         );
         errors_of(&text)
@@ -601,8 +601,8 @@ mod tests {
             "{errors:?}"
         );
         // The same header in two providers is fine: one token selects one provider.
-        let text = "providers:\n  - { name: a, issuer: https://a, jwks: { file: Cargo.toml }, claims_to_headers: { sub: x-auth } }\n  \
-                    - { name: b, issuer: https://b, jwks: { file: Cargo.toml }, claims_to_headers: { sub: x-auth } }\n";
+        let text = "providers:\n  - { name: a, issuer: https://a, audiences: [api], jwks: { file: Cargo.toml }, claims_to_headers: { sub: x-auth } }\n  \
+                    - { name: b, issuer: https://b, audiences: [api], jwks: { file: Cargo.toml }, claims_to_headers: { sub: x-auth } }\n";
         assert_eq!(errors_of(text), Vec::new());
     }
 
