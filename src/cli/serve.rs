@@ -48,7 +48,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     override_addrs(&mut config, args.grpc_addr.clone(), args.http_addr.clone())?;
     init_logging(&config);
     raise_open_files_limit(&config);
-    // SIGHUP re-reads the same file with the same environment and address overrides.
+    // SIGHUP and a change to the file (or a JWKS file source) re-read the same file with the
+    // same environment and address overrides.
+    let watched = path.clone();
     let reload = move || {
         let mut config = config::load(&path)?;
         override_addrs(&mut config, args.grpc_addr.clone(), args.http_addr.clone()).map_err(
@@ -56,7 +58,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )?;
         Ok(config)
     };
-    server::run_with_reload(&config, &reload).await?;
+    server::run_with_reload_and_watch(&config, &reload, &watched).await?;
     Ok(ExitCode::SUCCESS)
 }
 

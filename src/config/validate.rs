@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use super::{Config, ConfigError, IdentitySource, JwksConfig, ProviderConfig, StoreKind};
 use crate::policy::Policy;
@@ -75,6 +76,14 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         errors.push(ConfigError::new(
             "server.drain_delay",
             "must be at most 60s".to_string(),
+        ));
+    }
+    let watch = config.server.watch_interval;
+    if !watch.is_zero() && (watch < Duration::from_millis(100) || watch > Duration::from_secs(3600))
+    {
+        errors.push(ConfigError::new(
+            "server.watch_interval",
+            "must be 0s (off) or between 100ms and 1h".to_string(),
         ));
     }
     if config.server.max_connections == 0 || config.server.max_connections > 1_000_000 {
