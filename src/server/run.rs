@@ -418,37 +418,57 @@ pub async fn run_with_reload(config: &Config, source: &ConfigSource) -> Result<(
     serve_until_signal(config, Some(source), None).await
 }
 
-/// As [`run_with_reload`], and also reloads when the bytes of `config_path` or of a JWKS `file:`
+/// As [`run_with_reload`], and also reloads when the bytes of the config file or of a JWKS `file:`
 /// source change, checked every `server.watch_interval` (`0s`: SIGHUP only).
 pub async fn run_with_reload_and_watch(
     config: &Config,
     source: &ConfigSource,
-    config_path: &Path,
+    watch: WatchStart,
 ) -> Result<(), ServeError> {
-    serve_until_signal(config, Some(source), Some(config_path)).await
+    serve_until_signal(config, Some(source), Some(watch)).await
+}
+
+/// The config file's bytes as read *before* it was loaded: the watch compares against them, so a
+/// change made while the server starts is reloaded rather than missed.
+pub struct WatchStart {
+    path: PathBuf,
+    digest: Option<Digest>,
+}
+
+impl WatchStart {
+    /// Reads `path` now; call it before loading the config from `path`.
+    pub fn before_load(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            digest: std::fs::read(path).ok().and_then(|b| digest_of(&b)),
+        }
+    }
 }
 
 async fn serve_until_signal(
     config: &Config,
     source: Option<&ConfigSource>,
-    config_path: Option<&Path>,
+    watch_start: Option<WatchStart>,
 ) -> Result<(), ServeError> {
+    // JWKS files are read before `start` loads them, for the same reason as WatchStart.
+    let mut watch = match (source, watch_start) {
+        (Some(_), Some(w)) if !config.server.watch_interval.is_zero() => {
+            Some(FileWatch::new(w, config, config.server.watch_interval).await)
+        }
+        _ => None,
+    };
     let running = start(config).await?;
     // Created once, so a SIGTERM that arrives during a reload is not lost.
     let shutdown = wait_for_shutdown_signal();
     tokio::pin!(shutdown);
     let mut hangup = Hangup::new();
-    let mut watch = match (source, config_path) {
-        (Some(_), Some(path)) if !config.server.watch_interval.is_zero() => {
-            tracing::info!(
-                path = %path.display(),
-                interval = ?config.server.watch_interval,
-                "watching the config file and JWKS file sources for changes"
-            );
-            Some(FileWatch::new(path, config, config.server.watch_interval).await)
-        }
-        _ => None,
-    };
+    if let Some(w) = &watch {
+        tracing::info!(
+            path = %w.config_path.display(),
+            interval = ?config.server.watch_interval,
+            "watching the config file and JWKS file sources for changes"
+        );
+    }
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -510,13 +530,14 @@ struct FileWatch {
 type Digest = [u8; 32];
 
 impl FileWatch {
-    async fn new(config_path: &Path, config: &Config, every: Duration) -> Self {
+    async fn new(start: WatchStart, config: &Config, every: Duration) -> Self {
         let mut interval = tokio::time::interval(every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first tick fires at once; start with the next one.
         interval.reset();
-        let config_path = config_path.to_path_buf();
-        let seen = read_all(&watched_paths(&config_path, config)).await;
+        let config_path = start.path;
+        let mut seen = vec![(config_path.clone(), start.digest)];
+        seen.extend(read_all(&watched_paths(&config_path, config)[1..]).await);
         Self {
             config_path,
             interval,
@@ -599,7 +620,11 @@ async fn read_all(paths: &[PathBuf]) -> Vec<(PathBuf, Option<Digest>)> {
 
 async fn read_digest(path: &Path) -> Option<Digest> {
     let bytes = tokio::fs::read(path).await.ok()?;
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+    digest_of(&bytes)
+}
+
+fn digest_of(bytes: &[u8]) -> Option<Digest> {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     d.as_ref().try_into().ok()
 }
 
