@@ -632,6 +632,20 @@ mod tests {
     }
 
     #[test]
+    fn the_file_watch_interval_is_off_or_bounded() {
+        for bad in ["50ms", "2h"] {
+            let text = format!("server: {{ watch_interval: {bad} }}\n");
+            assert_eq!(paths(&errors_of(&text)), ["server.watch_interval"], "{bad}");
+        }
+        for good in ["0s", "100ms", "30s", "1h"] {
+            let text = format!("server: {{ watch_interval: {good} }}\n");
+            assert_eq!(errors_of(&text), Vec::new(), "{good}");
+        }
+        let config = super::super::from_str_with_env("", Vec::new()).unwrap();
+        assert_eq!(config.server.watch_interval, Duration::from_secs(2));
+    }
+
+    #[test]
     fn ordinary_targets_are_accepted() {
         let errors = mapping_errors(
             "",
