@@ -405,11 +405,18 @@ async fn a_configmap_update_is_reloaded_without_sighup_and_a_bad_one_is_refused(
     let r = check(&mut c, Req::get("/public/x")).await;
     assert_eq!(reason(&r), "no_matching_rule");
 
-    // Same bytes again (a touch, a no-op swap): not a reload. Several watch intervals pass.
-    std::fs::write(&cfg, body(false)).unwrap();
-    volume.publish(&[("config.yaml", body(false).as_bytes())]);
+    // An editor's save: a new file renamed over the path.
+    let tmp = dir.path().join("etc").join(".config.yaml.swp");
+    std::fs::write(&tmp, body(true)).unwrap();
+    std::fs::rename(&tmp, &cfg).unwrap();
+    wait_reloads(&mut p, http, "ok", 3.0).await;
+    let r = check(&mut c, Req::get("/public/x")).await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+
+    // The same bytes written again: not a reload. Several watch intervals pass.
+    std::fs::write(&cfg, body(true)).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(reloads(http, "ok").await, 2.0);
+    assert_eq!(reloads(http, "ok").await, 3.0);
     assert_eq!(reloads(http, "refused").await, 1.0);
     assert!(p.child.try_wait().unwrap().is_none());
 }
@@ -447,4 +454,9 @@ async fn a_jwks_file_rotated_by_a_secret_volume_swap_is_picked_up_without_sighup
     let r = check(&mut c, Req::get("/api/x").bearer(&mint(&k1, "d", |_| {}))).await;
     assert_eq!(verdict(&r).0, 401, "removed key denied: {}", reason(&r));
     assert_eq!(reason(&r), "token_unknown_kid");
+
+    // A swap to a new volume generation with the same bytes: not a reload.
+    keys.publish(&[("jwks.json", k2.jwks_json.as_bytes())]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(reloads(http, "ok").await, 1.0);
 }

@@ -457,11 +457,13 @@ async fn serve_until_signal(
         }
         _ => None,
     };
+    // Before `start` logs "serving": a SIGHUP sent once that line is seen must not meet the
+    // default disposition (which ends the process).
+    let mut hangup = Hangup::new();
     let running = start(config).await?;
     // Created once, so a SIGTERM that arrives during a reload is not lost.
     let shutdown = wait_for_shutdown_signal();
     tokio::pin!(shutdown);
-    let mut hangup = Hangup::new();
     if let Some(w) = &watch {
         tracing::info!(
             path = %w.config_path.display(),
