@@ -140,6 +140,11 @@ pub struct ServerConfig {
     /// (HTTP/2: GOAWAY).
     #[serde(default = "default_idle_timeout", with = "duration")]
     pub idle_timeout: Duration,
+    /// How often `serve --config` reads the config file and its JWKS `file:` sources to see
+    /// whether their bytes changed (a change is reloaded as on SIGHUP). Follows symlinks, so a
+    /// Kubernetes ConfigMap's `..data` swap is seen. `0s` turns watching off. Fixed at start.
+    #[serde(default = "default_watch_interval", with = "duration")]
+    pub watch_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -155,6 +160,7 @@ impl Default for ServerConfig {
             max_connections: default_max_connections(),
             header_read_timeout: default_header_read_timeout(),
             idle_timeout: default_idle_timeout(),
+            watch_interval: default_watch_interval(),
         }
     }
 }
@@ -170,6 +176,9 @@ fn default_shutdown_grace() -> Duration {
 }
 fn default_drain_delay() -> Duration {
     Duration::from_secs(1)
+}
+fn default_watch_interval() -> Duration {
+    Duration::from_secs(2)
 }
 fn default_max_connections() -> usize {
     4096

@@ -206,8 +206,13 @@ async fn a_new_provider_is_loaded_before_the_swap_and_a_removed_one_is_gone() {
 }
 
 fn write_config(path: &Path, grpc: u16, http: u16, jwks: &Path, open_public: bool) {
-    let body = format!(
-        "server: {{ grpc_addr: 127.0.0.1:{grpc}, http_addr: 127.0.0.1:{http}, drain_delay: 0s }}\n{}",
+    std::fs::write(path, config_body(grpc, http, "0s", jwks, open_public)).unwrap();
+}
+
+/// A config file's text; `watch` is `server.watch_interval` (`0s`: SIGHUP only).
+fn config_body(grpc: u16, http: u16, watch: &str, jwks: &Path, open_public: bool) -> String {
+    format!(
+        "server: {{ grpc_addr: 127.0.0.1:{grpc}, http_addr: 127.0.0.1:{http}, drain_delay: 0s, watch_interval: {watch} }}\n{}",
         yaml(
             &format!(
                 "{{ file: \"{}\", refresh_interval: 1h, min_refetch_interval: 1h }}",
@@ -215,8 +220,7 @@ fn write_config(path: &Path, grpc: u16, http: u16, jwks: &Path, open_public: boo
             ),
             open_public
         )
-    );
-    std::fs::write(path, body).unwrap();
+    )
 }
 
 #[tokio::test]
@@ -285,4 +289,174 @@ async fn sighup_reloads_the_config_file_and_refuses_a_bad_one() {
         assert!(Instant::now() < deadline, "no exit after SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A Kubernetes ConfigMap (or Secret) volume as the kubelet writes it: `dir/NAME -> ..data/NAME`,
+/// `..data -> ..TIMESTAMP/`; an update writes a new timestamped dir, renames a new `..data`
+/// symlink over the old one (atomic) and removes the old dir. The file's own inode never changes
+/// in place, so only something that follows the path sees the update.
+struct ConfigMapVolume {
+    dir: std::path::PathBuf,
+    generation: u32,
+}
+
+impl ConfigMapVolume {
+    fn new(dir: &Path, files: &[(&str, &[u8])]) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut v = ConfigMapVolume {
+            dir: dir.to_path_buf(),
+            generation: 0,
+        };
+        v.publish(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
+        v
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+
+    fn publish(&mut self, files: &[(&str, &[u8])]) {
+        let old = format!(
+            "..2026_11_30_02_00_{:02}.{}",
+            self.generation, self.generation
+        );
+        self.generation += 1;
+        let ts = format!(
+            "..2026_11_30_02_00_{:02}.{}",
+            self.generation, self.generation
+        );
+        std::fs::create_dir(self.dir.join(&ts)).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(self.dir.join(&ts).join(name), bytes).unwrap();
+        }
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&ts, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
+        let _ = std::fs::remove_dir_all(self.dir.join(old));
+    }
+}
+
+async fn reloads(http: u16, outcome: &str) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = format!("mesh_authz_config_reloads_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// Waits (bounded) until the reload counter for `outcome` reaches `n`.
+async fn wait_reloads(p: &mut Proc, http: u16, outcome: &str, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reloads(http, outcome).await < n {
+        assert!(
+            Instant::now() < deadline,
+            "no {outcome} reload #{n} within 15s; output:\n{}",
+            p.drain()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_configmap_update_is_reloaded_without_sighup_and_a_bad_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let k1 = key(Algorithm::RS256, "k1");
+    std::fs::write(&jwks, &k1.jwks_json).unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let body = |open: bool| config_body(grpc, http, "200ms", &jwks, open);
+    let mut volume = ConfigMapVolume::new(
+        &dir.path().join("etc"),
+        &[("config.yaml", body(false).as_bytes())],
+    );
+    let cfg = volume.path("config.yaml");
+    let mut p = Proc::spawn(&["serve", "--config", cfg.to_str().unwrap()]);
+    p.wait_for("mesh-authz serving", Duration::from_secs(20));
+    let mut c = client(format!("127.0.0.1:{grpc}").parse().unwrap()).await;
+    let r = check(&mut c, Req::get("/public/x")).await;
+    assert_eq!(reason(&r), "no_matching_rule");
+
+    // The kubelet's `..data` swap with a rule change: applied, no signal sent.
+    volume.publish(&[("config.yaml", body(true).as_bytes())]);
+    wait_reloads(&mut p, http, "ok", 1.0).await;
+    let r = check(&mut c, Req::get("/public/x")).await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+
+    // A broken config: refused, and the last good one keeps serving.
+    volume.publish(&[("config.yaml", b"rules:\n  - name: x\n    bogus_key: 1\n")]);
+    wait_reloads(&mut p, http, "refused", 1.0).await;
+    p.wait_for("config reload refused", Duration::from_secs(5));
+    let r = check(&mut c, Req::get("/public/x")).await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+    let r = check(&mut c, Req::get("/api/x").bearer(&mint(&k1, "a", |_| {}))).await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+
+    // An in-place write (through the symlinks) of a valid config: applied.
+    std::fs::write(&cfg, body(false)).unwrap();
+    wait_reloads(&mut p, http, "ok", 2.0).await;
+    let r = check(&mut c, Req::get("/public/x")).await;
+    assert_eq!(reason(&r), "no_matching_rule");
+
+    // An editor's save: a new file renamed over the path.
+    let tmp = dir.path().join("etc").join(".config.yaml.swp");
+    std::fs::write(&tmp, body(true)).unwrap();
+    std::fs::rename(&tmp, &cfg).unwrap();
+    wait_reloads(&mut p, http, "ok", 3.0).await;
+    let r = check(&mut c, Req::get("/public/x")).await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+
+    // The same bytes written again: not a reload. Several watch intervals pass.
+    std::fs::write(&cfg, body(true)).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(reloads(http, "ok").await, 3.0);
+    assert_eq!(reloads(http, "refused").await, 1.0);
+    assert!(p.child.try_wait().unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_jwks_file_rotated_by_a_secret_volume_swap_is_picked_up_without_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = key(Algorithm::RS256, "k1");
+    let k2 = key(Algorithm::RS256, "k2");
+    let mut keys = ConfigMapVolume::new(
+        &dir.path().join("jwks"),
+        &[("jwks.json", k1.jwks_json.as_bytes())],
+    );
+    let (grpc, http) = (free_port(), free_port());
+    let cfg = dir.path().join("config.yaml");
+    // Hour-long JWKS intervals: only the watch can make the new key set visible.
+    std::fs::write(
+        &cfg,
+        config_body(grpc, http, "200ms", &keys.path("jwks.json"), false),
+    )
+    .unwrap();
+    let mut p = Proc::spawn(&["serve", "--config", cfg.to_str().unwrap()]);
+    p.wait_for("mesh-authz serving", Duration::from_secs(20));
+    let mut c = client(format!("127.0.0.1:{grpc}").parse().unwrap()).await;
+    let r = check(&mut c, Req::get("/api/x").bearer(&mint(&k1, "a", |_| {}))).await;
+    assert_eq!(verdict(&r).0, 200, "{}", reason(&r));
+    let r = check(&mut c, Req::get("/api/x").bearer(&mint(&k2, "b", |_| {}))).await;
+    assert_eq!(reason(&r), "token_unknown_kid");
+
+    // Rotation: k2 replaces k1.
+    keys.publish(&[("jwks.json", k2.jwks_json.as_bytes())]);
+    wait_reloads(&mut p, http, "ok", 1.0).await;
+    let r = check(&mut c, Req::get("/api/x").bearer(&mint(&k2, "c", |_| {}))).await;
+    assert_eq!(verdict(&r).0, 200, "new key allowed: {}", reason(&r));
+    let r = check(&mut c, Req::get("/api/x").bearer(&mint(&k1, "d", |_| {}))).await;
+    assert_eq!(verdict(&r).0, 401, "removed key denied: {}", reason(&r));
+    assert_eq!(reason(&r), "token_unknown_kid");
+
+    // A swap to a new volume generation with the same bytes: not a reload.
+    keys.publish(&[("jwks.json", k2.jwks_json.as_bytes())]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(reloads(http, "ok").await, 1.0);
 }

@@ -35,6 +35,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let Some(path) = args.config else {
         anyhow::bail!("serve needs --config FILE (or MESH_AUTHZ_CONFIG), or --dev");
     };
+    // Before loading, so a change made while the server starts is reloaded, not missed.
+    let watch = server::WatchStart::before_load(&path);
     let mut config = match config::load(&path) {
         Ok(c) => c,
         Err(errors) => {
@@ -48,7 +50,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     override_addrs(&mut config, args.grpc_addr.clone(), args.http_addr.clone())?;
     init_logging(&config);
     raise_open_files_limit(&config);
-    // SIGHUP re-reads the same file with the same environment and address overrides.
+    // SIGHUP and a change to the file (or a JWKS file source) re-read the same file with the
+    // same environment and address overrides.
     let reload = move || {
         let mut config = config::load(&path)?;
         override_addrs(&mut config, args.grpc_addr.clone(), args.http_addr.clone()).map_err(
@@ -56,7 +59,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )?;
         Ok(config)
     };
-    server::run_with_reload(&config, &reload).await?;
+    server::run_with_reload_and_watch(&config, &reload, watch).await?;
     Ok(ExitCode::SUCCESS)
 }
 

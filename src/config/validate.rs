@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use super::{Config, ConfigError, IdentitySource, JwksConfig, ProviderConfig, StoreKind};
 use crate::policy::Policy;
@@ -75,6 +76,14 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         errors.push(ConfigError::new(
             "server.drain_delay",
             "must be at most 60s".to_string(),
+        ));
+    }
+    let watch = config.server.watch_interval;
+    if !watch.is_zero() && (watch < Duration::from_millis(100) || watch > Duration::from_secs(3600))
+    {
+        errors.push(ConfigError::new(
+            "server.watch_interval",
+            "must be 0s (off) or between 100ms and 1h".to_string(),
         ));
     }
     if config.server.max_connections == 0 || config.server.max_connections > 1_000_000 {
@@ -620,6 +629,20 @@ mod tests {
         let config = super::super::from_str_with_env("", Vec::new()).unwrap();
         assert_eq!(config.server.max_connections, 4096);
         assert_eq!(validate(&config), Vec::new());
+    }
+
+    #[test]
+    fn the_file_watch_interval_is_off_or_bounded() {
+        for bad in ["50ms", "2h"] {
+            let text = format!("server: {{ watch_interval: {bad} }}\n");
+            assert_eq!(paths(&errors_of(&text)), ["server.watch_interval"], "{bad}");
+        }
+        for good in ["0s", "100ms", "30s", "1h"] {
+            let text = format!("server: {{ watch_interval: {good} }}\n");
+            assert_eq!(errors_of(&text), Vec::new(), "{good}");
+        }
+        let config = super::super::from_str_with_env("", Vec::new()).unwrap();
+        assert_eq!(config.server.watch_interval, Duration::from_secs(2));
     }
 
     #[test]

@@ -9,5 +9,6 @@ pub mod listener;
 mod run;
 
 pub use run::{
-    ConfigSource, Running, ServeError, run, run_with_reload, start, wait_for_shutdown_signal,
+    ConfigSource, Running, ServeError, WatchStart, run, run_with_reload, run_with_reload_and_watch,
+    start, wait_for_shutdown_signal,
 };
