@@ -88,6 +88,8 @@ pub fn to_check_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> chec
         headers: map,
         peer: PeerInfo::default(),
         request_id,
+        // HTTP ext_authz has no way to carry `context_extensions`: a `match.context` never matches.
+        context_extensions: HashMap::new(),
     }
 }
 
@@ -224,6 +226,7 @@ mod tests {
             ],
             remove_headers: vec!["x-auth-scope".into(), "authorization".into()],
             metadata: Default::default(),
+            dry_run: None,
         });
         let r = to_response(&d);
         assert_eq!(r.status(), StatusCode::OK);
