@@ -206,6 +206,16 @@ mod tests {
         assert!(r.peer.principal.is_empty() && r.peer.certificate.is_empty());
     }
 
+    /// HTTP ext_authz cannot carry context extensions; a header named like a key is no context.
+    #[test]
+    fn no_context_extensions_over_http_whatever_the_headers_say() {
+        let mut h = HeaderMap::new();
+        h.insert("route", HeaderValue::from_static("public"));
+        h.insert("x-envoy-context-route", HeaderValue::from_static("public"));
+        let r = to_check_request(&Method::GET, &uri("/check/api"), &h);
+        assert!(r.context_extensions.is_empty());
+    }
+
     #[test]
     fn host_falls_back_to_the_uri_authority() {
         let r = to_check_request(
