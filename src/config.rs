@@ -586,6 +586,21 @@ pub struct RuleConfig {
     /// What the caller must prove.
     #[serde(default)]
     pub require: RequireConfig,
+    /// `enforce` (default) or `dry_run`: evaluated and reported, never deciding.
+    #[serde(default)]
+    pub mode: RuleMode,
+}
+
+/// Whether a rule decides the requests it matches or only reports what it would decide.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleMode {
+    /// The rule decides.
+    #[default]
+    Enforce,
+    /// The rule is evaluated and a would-be denial logged, counted (`decision="dry_run_deny"`) and
+    /// put in dynamic metadata; then the request is decided as if the rule were not there.
+    DryRun,
 }
 
 /// Request matching; every condition given must hold.
@@ -604,6 +619,10 @@ pub struct MatchConfig {
     /// HTTP methods (upper case).
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Envoy's per-route `context_extensions` (gRPC ext_authz only): every key must be present
+    /// with exactly this value.
+    #[serde(default)]
+    pub context: BTreeMap<String, String>,
 }
 
 /// What a matching request must prove.

@@ -943,3 +943,173 @@ async fn xfcc_san_injection_through_envoy() {
         failures.join("\n")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Per-route context_extensions and dry-run rules through Envoy
+// ---------------------------------------------------------------------------------------------
+
+/// The gRPC bootstrap with two virtual hosts whose routes on the same `/` prefix set different
+/// `check_settings.context_extensions`, and an access log of our dynamic metadata.
+fn context_bootstrap(certs: &Path, ports: &Ports, access_log: &Path) -> String {
+    let base = render("ext-authz-grpc.yaml", certs, ports, false);
+    let per_route = |route: &str| {
+        format!(
+            "                          typed_per_filter_config:\n\
+             \x20                           envoy.filters.http.ext_authz:\n\
+             \x20                             \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n\
+             \x20                             check_settings:\n\
+             \x20                               context_extensions: {{ route: {route} }}\n"
+        )
+    };
+    let routes = "                      domains: [\"*\"]\n                      routes:\n                        - match: { prefix: / }\n                          route: { cluster: app }\n";
+    assert!(
+        base.contains(routes),
+        "ext-authz-grpc.yaml: route block changed"
+    );
+    let replaced = format!(
+        "                      domains: [\"public.test\"]\n\
+         \x20                     routes:\n\
+         \x20                       - match: {{ prefix: / }}\n\
+         \x20                         route: {{ cluster: app }}\n{}\
+         \x20                   - name: orders\n\
+         \x20                     domains: [\"*\"]\n\
+         \x20                     routes:\n\
+         \x20                       - match: {{ prefix: / }}\n\
+         \x20                         route: {{ cluster: app }}\n{}",
+        per_route("public"),
+        per_route("orders"),
+    );
+    let log = format!(
+        "                stat_prefix: ingress\n\
+         \x20               access_log:\n\
+         \x20                 - name: envoy.access_loggers.file\n\
+         \x20                   typed_config:\n\
+         \x20                     \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n\
+         \x20                     path: {}\n\
+         \x20                     log_format:\n\
+         \x20                       text_format_source:\n\
+         \x20                         inline_string: \"%REQ(:PATH)% %RESPONSE_CODE% dry_run=%DYNAMIC_METADATA(envoy.filters.http.ext_authz:mesh_authz:dry_run)%\\n\"\n",
+        access_log.display()
+    );
+    let stat = "                stat_prefix: ingress\n";
+    assert!(
+        base.contains(stat),
+        "ext-authz-grpc.yaml: stat_prefix changed"
+    );
+    base.replace(routes, &replaced).replace(stat, &log)
+}
+
+fn context_rules(jwks_uri: &str) -> String {
+    let base = authz_config(jwks_uri, "", "");
+    let head = base.split("rules:\n").next().unwrap_or_default();
+    format!(
+        "{head}rules:
+  - name: orders
+    match: {{ path_prefix: /api, context: {{ route: orders }} }}
+    require: {{ token: true, peer: true, scopes: [orders] }}
+  - name: public
+    match: {{ path_prefix: /api, context: {{ route: public }} }}
+    allow_anonymous: true
+  - name: shadow-v2
+    match: {{ path_prefix: /shadow, context: {{ route: orders }} }}
+    mode: dry_run
+    require: {{ scopes: [admin] }}
+  - name: shadow
+    match: {{ path_prefix: /shadow, context: {{ route: orders }} }}
+    require: {{ token: true }}
+default_action: deny
+"
+    )
+}
+
+/// Envoy 1.40 with per-route `check_settings.context_extensions`: the same `/api` path is public
+/// on one route and needs the `orders` scope on the other; no client header changes the route's
+/// context. A dry-run rule's denial reaches the access log through dynamic metadata and the
+/// metric, while the request reaches the upstream under the rule in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_context_and_dry_run_through_envoy() {
+    let (jwks, key) = issuer().await;
+    let certs = Certs::new();
+    let authz = start(&context_rules(&jwks.uri())).await;
+    let upstream = Echo::start().await;
+    let ports = Ports {
+        listener: free_port(),
+        admin: free_port(),
+        authz: authz.grpc_addr.port(),
+        app: upstream.addr.port(),
+    };
+    let access_log = certs.path().join("access.log");
+    let config = context_bootstrap(certs.path(), &ports, &access_log);
+    let envoy = Envoy::start(
+        certs.path(),
+        "context",
+        &config,
+        ports.listener,
+        ports.admin,
+    )
+    .await;
+    let alice = certs.client(envoy.port, Some(&certs.pki.leaf(SPIFFE_OK)));
+    let url = envoy.url("/api/items");
+    let buyer = mint(&key, "bob", |o| o.scope = Some("orders".into()));
+    let reader = mint(&key, "alice", |o| o.scope = Some("read".into()));
+
+    // The orders route: the scope is needed.
+    let seen = send(&alice, &url, Some(&buyer), &[]).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(seen.upstream("x-auth-subject"), ["bob"]);
+    let seen = send(&alice, &url, Some(&reader), &[]).await;
+    assert_eq!(seen.status, 403, "{}", seen.body);
+    // The public route, same path: no token needed.
+    let before = upstream.hits();
+    let seen = send(&alice, &url, None, &[("host", "public.test")]).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(upstream.hits(), before + 1);
+    // Attacker: headers named like the context key do not make the orders route public.
+    let seen = send(
+        &alice,
+        &url,
+        None,
+        &[("route", "public"), ("x-route", "public")],
+    )
+    .await;
+    assert_eq!(seen.status, 401, "header chose the context: {}", seen.body);
+
+    // Dry run: shadow-v2 would deny (no admin scope); `shadow` allows, so the upstream sees the
+    // request with the valid token's identity.
+    let before = upstream.hits();
+    let seen = send(&alice, &envoy.url("/shadow/x"), Some(&reader), &[]).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(upstream.hits(), before + 1);
+    assert_eq!(seen.upstream("x-auth-subject"), ["alice"]);
+    assert_eq!(
+        metric(
+            &authz,
+            r#"mesh_authz_checks_total{decision="dry_run_deny",reason="insufficient_scope"}"#
+        ),
+        1.0
+    );
+    // Envoy's access log shows the dry-run result from our dynamic metadata (flushed within ~1s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let line = loop {
+        let text = std::fs::read_to_string(&access_log).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.starts_with("/shadow/x ")) {
+            break l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access log line for /shadow/x:\n{text}\n{}",
+            envoy.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for want in [
+        " 200 ",
+        "\"rule\":\"shadow-v2\"",
+        "\"reason\":\"insufficient_scope\"",
+        "\"status\":403",
+        "\"check_result\":\"denied\"",
+    ] {
+        assert!(line.contains(want), "{want} not in access log line {line}");
+    }
+    drop(envoy);
+}

@@ -594,6 +594,7 @@ proptest! {
             headers,
             peer: PeerInfo { principal, certificate: String::new() },
             request_id: None,
+            context_extensions: HashMap::new(),
         };
         let decision = f.rt.block_on(f.checker.check(&req, NOW));
         if let Decision::Allow(allowed) = decision {
@@ -636,6 +637,7 @@ fn check_fixture_allows_valid_tokens() {
             headers: HashMap::from([("authorization".into(), format!("Bearer {token}"))]),
             peer: PeerInfo::default(),
             request_id: None,
+            context_extensions: HashMap::new(),
         };
         f.rt.block_on(f.checker.check(&req, NOW))
     };

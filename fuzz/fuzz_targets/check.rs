@@ -248,6 +248,7 @@ fuzz_target!(|input: Input| {
             certificate: input.certificate,
         },
         request_id: None,
+        context_extensions: Default::default(),
     };
     let decision = f.rt.block_on(f.checker.check(&req, NOW));
     let Decision::Allow(allowed) = decision else {

@@ -37,6 +37,42 @@ pub struct Allowed {
     pub remove_headers: Vec<String>,
     /// Facts for the proxy's dynamic metadata (claims, SPIFFE ID, rule).
     pub metadata: Map<String, Value>,
+    /// The first denial a `mode: dry_run` rule would have answered (reported, not enforced).
+    pub dry_run: Option<DryRunDenial>,
+}
+
+/// What a `mode: dry_run` rule would have answered: reported in the log, the metrics
+/// (`decision="dry_run_deny"`) and dynamic metadata (`mesh_authz.dry_run`), never enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRunDenial {
+    /// The dry-run rule.
+    pub rule: String,
+    /// The status it would have answered.
+    pub status: DenyStatus,
+    /// Its precise reason.
+    pub reason: &'static str,
+}
+
+impl DryRunDenial {
+    /// The denial `rule` would have answered.
+    pub fn new(rule: &str, denied: &Denied) -> Self {
+        Self {
+            rule: rule.to_string(),
+            status: denied.status,
+            reason: denied.reason,
+        }
+    }
+
+    /// The dynamic metadata object (`mesh_authz.dry_run`), in the spirit of Envoy's ext_authz
+    /// `shadow_mode` `ShadowDecision`: the check result, the status and why.
+    pub fn to_metadata(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("check_result".into(), Value::String("denied".into()));
+        m.insert("status".into(), Value::from(self.status.code()));
+        m.insert("reason".into(), Value::String(self.reason.into()));
+        m.insert("rule".into(), Value::String(self.rule.clone()));
+        Value::Object(m)
+    }
 }
 
 /// The HTTP status of a denial.
@@ -81,6 +117,8 @@ pub struct Denied {
     pub rule: Option<String>,
     /// `WWW-Authenticate` value (RFC 6750 §3) for 401 and insufficient-scope 403.
     pub www_authenticate: Option<&'static str>,
+    /// The first denial a `mode: dry_run` rule would have answered (reported, not enforced).
+    pub dry_run: Option<DryRunDenial>,
 }
 
 /// `WWW-Authenticate` when no credentials were presented (RFC 6750 §3.1: no error code).
@@ -98,6 +136,7 @@ impl Denied {
             reason,
             rule: rule.map(str::to_string),
             www_authenticate: None,
+            dry_run: None,
         }
     }
 

@@ -28,6 +28,9 @@ pub struct Request {
     pub peer: PeerInfo,
     /// `x-request-id`, for log correlation.
     pub request_id: Option<String>,
+    /// Envoy's per-route `attributes.context_extensions` (route config, never the client). Empty
+    /// when the route sets none and on the HTTP door, which cannot carry them.
+    pub context_extensions: HashMap<String, String>,
 }
 
 pub mod decision;
@@ -39,7 +42,7 @@ use std::time::Instant;
 use prometheus::{Histogram, IntCounter};
 use serde_json::{Map, Value};
 
-pub use decision::{Allowed, Decision, Denied, DenyStatus};
+pub use decision::{Allowed, Decision, Denied, DenyStatus, DryRunDenial};
 use decision::{CHALLENGE_INVALID, CHALLENGE_MISSING, CHALLENGE_SCOPE};
 use headers::HeaderPlan;
 
@@ -129,8 +132,26 @@ impl Checker {
     /// Decides one request at time `now` (unix seconds), counting and logging the outcome.
     pub async fn check(&self, req: &Request, now: i64) -> Decision {
         let started = Instant::now();
-        let decision = self.decide(req, now).await;
+        let (decision, would_deny) = self.decide(req, now).await;
         let elapsed = started.elapsed().as_secs_f64();
+        for d in &would_deny {
+            self.metrics
+                .checks
+                .with_label_values(&["dry_run_deny", d.reason])
+                .inc();
+            // Not enforced: the request goes on to the rules after the dry-run rule.
+            tracing::info!(
+                decision = "dry_run_deny",
+                status = d.status.code(),
+                reason = d.reason,
+                rule = %d.rule,
+                request_id = req.request_id.as_deref().unwrap_or(""),
+                method = %req.method,
+                host = %req.host,
+                path = %req.path,
+                "dry-run rule would deny"
+            );
+        }
         if let Decision::Deny(d) = &decision {
             self.metrics
                 .checks
@@ -156,78 +177,149 @@ impl Checker {
         decision
     }
 
-    async fn decide(&self, req: &Request, now: i64) -> Decision {
-        let rule = self.policy.select(req);
+    async fn decide(&self, req: &Request, now: i64) -> (Decision, Vec<DryRunDenial>) {
+        let (rule, dry_runs) = self.policy.select_with_dry_runs(req);
         let rule_name = rule.map(Rule::name);
         // A request no rule matches is handled like an anonymous rule when the default allows.
         let anonymous = match rule {
-            Some(r) => r.allow_anonymous(),
-            None if self.policy.default_action() == Action::Allow => true,
-            None => {
-                return deny(DenyStatus::Forbidden, "no_matching_rule", None);
+            Some(r) => Some(r.allow_anonymous()),
+            None if self.policy.default_action() == Action::Allow => Some(true),
+            None => None,
+        };
+        if dry_runs.is_empty() {
+            let Some(anonymous) = anonymous else {
+                return (
+                    deny(DenyStatus::Forbidden, "no_matching_rule", None),
+                    Vec::new(),
+                );
+            };
+            let credentials = match self.credentials(req, now, anonymous, rule_name).await {
+                Ok((c, _)) => c,
+                Err(denied) => return (Decision::Deny(denied), Vec::new()),
+            };
+            return (self.conclude(rule, &credentials), Vec::new());
+        }
+
+        // Dry-run rules ahead of the deciding one: one lenient pass over the credentials (bad
+        // ones dropped, the first failure kept) serves them all, and the deciding rule too, since
+        // a strict pass stops at exactly that first failure.
+        let (credentials, failure) = match self.credentials(req, now, true, None).await {
+            Ok(pass) => pass,
+            // A lenient pass drops failures instead of returning them.
+            Err(denied) => (
+                Credentials {
+                    peer: None,
+                    token: None,
+                },
+                Some(denied),
+            ),
+        };
+        let would_deny: Vec<DryRunDenial> = dry_runs
+            .iter()
+            .filter_map(|r| {
+                let denied = match &failure {
+                    Some(f) => f.clone(),
+                    None => unmet_denial(
+                        r.evaluate(credentials.peer.as_ref(), credentials.token.as_deref())
+                            .err()?,
+                        None,
+                    ),
+                };
+                Some(DryRunDenial::new(r.name(), &denied))
+            })
+            .collect();
+        let mut decision = match (anonymous, &failure) {
+            (None, _) => deny(DenyStatus::Forbidden, "no_matching_rule", None),
+            (Some(false), Some(f)) => {
+                let mut f = f.clone();
+                f.rule = rule_name.map(str::to_string);
+                Decision::Deny(f)
             }
+            // Anonymous: bad credentials were dropped, exactly what the lenient pass did.
+            (Some(_), _) => self.conclude(rule, &credentials),
         };
-        let credentials = match self.credentials(req, now, anonymous, rule_name).await {
-            Ok(c) => c,
-            Err(denied) => return Decision::Deny(denied),
-        };
+        let first = would_deny.first().cloned();
+        match &mut decision {
+            Decision::Allow(a) => a.dry_run = first,
+            Decision::Deny(d) => d.dry_run = first,
+        }
+        (decision, would_deny)
+    }
+
+    /// Applies the deciding rule's requirements (none when no rule matched and the default
+    /// allows) to verified credentials.
+    fn conclude(&self, rule: Option<&Rule>, credentials: &Credentials) -> Decision {
+        let rule_name = rule.map(Rule::name);
         if let Some(rule) = rule
             && let Err(unmet) =
                 rule.evaluate(credentials.peer.as_ref(), credentials.token.as_deref())
         {
             return Decision::Deny(unmet_denial(unmet, rule_name));
         }
-        Decision::Allow(self.allowed(rule_name, &credentials))
+        Decision::Allow(self.allowed(rule_name, credentials))
     }
 
-    /// Resolves the peer and verifies the token. On an anonymous rule bad credentials are dropped
-    /// rather than refused; elsewhere a presented credential must be valid even if not required.
+    /// Resolves the peer and verifies the token. A presented credential must be valid even if
+    /// not required: strictly, the first failure ends the check (`Err`). `lenient` (an anonymous
+    /// rule, or a dry-run pass) drops a bad credential instead and returns the first failure
+    /// beside what remained, so that nothing is ever injected from a credential that failed.
     async fn credentials(
         &self,
         req: &Request,
         now: i64,
-        anonymous: bool,
+        lenient: bool,
         rule: Option<&str>,
-    ) -> Result<Credentials, Denied> {
+    ) -> Result<(Credentials, Option<Denied>), Denied> {
+        let mut first: Option<Denied> = None;
+        // Strict: the failure is the answer. Lenient: keep the first, drop the credential.
+        let mut fail = |d: Denied| -> Result<(), Denied> {
+            if !lenient {
+                return Err(d);
+            }
+            first.get_or_insert(d);
+            Ok(())
+        };
         let peer = match identity::resolve(&self.identity, &req.peer, &req.headers) {
             Ok(p) => p,
-            Err(_) if anonymous => None,
-            Err(e) => return Err(Denied::new(DenyStatus::Forbidden, e.reason(), rule)),
+            Err(e) => {
+                fail(Denied::new(DenyStatus::Forbidden, e.reason(), rule))?;
+                None
+            }
         };
         // With `identity.trust_domains`, a peer outside them (or without a SPIFFE ID) is foreign.
         let peer = match peer {
             Some(p) if !identity::peer_in_trust_domains(&self.identity, &p) => {
-                if anonymous {
-                    None
-                } else {
-                    return Err(Denied::new(
-                        DenyStatus::Forbidden,
-                        "peer_trust_domain_not_trusted",
-                        rule,
-                    ));
-                }
+                fail(Denied::new(
+                    DenyStatus::Forbidden,
+                    "peer_trust_domain_not_trusted",
+                    rule,
+                ))?;
+                None
             }
             other => other,
         };
 
         let token = match extract::bearer(&req.headers) {
             Ok(None) => None,
-            Err(_) if anonymous => None,
             Err(_) => {
-                return Err(
+                fail(
                     Denied::new(DenyStatus::Unauthorized, "token_malformed_header", rule)
                         .with_challenge(CHALLENGE_INVALID),
-                );
+                )?;
+                None
             }
             Ok(Some(raw)) => match self.verifier.verify(raw, now).await {
                 Ok(t) => Some(t),
-                Err(_) if anonymous => None,
                 Err(e) if e.is_dependency_failure() => {
-                    return Err(Denied::new(DenyStatus::Unavailable, e.reason(), rule));
+                    fail(Denied::new(DenyStatus::Unavailable, e.reason(), rule))?;
+                    None
                 }
                 Err(e) => {
-                    return Err(Denied::new(DenyStatus::Unauthorized, e.reason(), rule)
-                        .with_challenge(CHALLENGE_INVALID));
+                    fail(
+                        Denied::new(DenyStatus::Unauthorized, e.reason(), rule)
+                            .with_challenge(CHALLENGE_INVALID),
+                    )?;
+                    None
                 }
             },
         };
@@ -235,33 +327,34 @@ impl Checker {
         // not only where `bound_token` asks for one; a mismatch is an invalid token.
         let token = match token {
             Some(t) if crate::policy::certificate_binding(&t, peer.as_ref()) == Some(false) => {
-                if anonymous {
-                    None
-                } else {
-                    return Err(Denied::new(
-                        DenyStatus::Unauthorized,
-                        "token_binding_mismatch",
-                        rule,
-                    )
-                    .with_challenge(CHALLENGE_INVALID));
-                }
+                fail(
+                    Denied::new(DenyStatus::Unauthorized, "token_binding_mismatch", rule)
+                        .with_challenge(CHALLENGE_INVALID),
+                )?;
+                None
             }
             other => other,
         };
         let token = match token {
-            Some(t) => self.unrevoked(t, anonymous, rule).await?,
+            Some(t) => match self.unrevoked(t, rule).await {
+                Ok(t) => Some(t),
+                Err(d) => {
+                    fail(d)?;
+                    None
+                }
+            },
             None => None,
         };
-        Ok(Credentials { peer, token })
+        Ok((Credentials { peer, token }, first))
     }
 
-    /// Applies the revocation set to a verified token.
+    /// Applies the revocation set to a verified token; a revoked token (or, with `on_error: deny`,
+    /// one that could not be looked up) is the denial, which a lenient caller turns into a drop.
     async fn unrevoked(
         &self,
         token: Arc<VerifiedToken>,
-        anonymous: bool,
         rule: Option<&str>,
-    ) -> Result<Option<Arc<VerifiedToken>>, Denied> {
+    ) -> Result<Arc<VerifiedToken>, Denied> {
         let lookup = TokenRef {
             jti: token.jti(),
             sub: token.sub(),
@@ -294,8 +387,7 @@ impl Checker {
                 .inc(),
         }
         match status {
-            Ok(Status::Active) => Ok(Some(token)),
-            Ok(Status::Revoked(_)) if anonymous => Ok(None),
+            Ok(Status::Active) => Ok(token),
             Ok(Status::Revoked(_)) => {
                 Err(Denied::new(DenyStatus::Unauthorized, "token_revoked", rule)
                     .with_challenge(CHALLENGE_INVALID))
@@ -303,9 +395,8 @@ impl Checker {
             Err(e) => match self.revocation_on_error {
                 OnError::Allow => {
                     tracing::warn!(error = %e, "revocation lookup failed; on_error allows");
-                    Ok(Some(token))
+                    Ok(token)
                 }
-                OnError::Deny if anonymous => Ok(None),
                 OnError::Deny => Err(Denied::new(
                     DenyStatus::Unavailable,
                     "revocation_unavailable",
@@ -352,6 +443,7 @@ impl Checker {
             set_headers,
             remove_headers,
             metadata,
+            dry_run: None,
         }
     }
 }

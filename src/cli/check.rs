@@ -41,6 +41,10 @@ pub struct CheckArgs {
     /// Peer certificate PEM file (sent as `source.certificate`).
     #[arg(long)]
     peer_cert: Option<PathBuf>,
+    /// Envoy per-route context extension `KEY=VALUE` (repeatable), as a route's
+    /// `check_settings.context_extensions` sends it.
+    #[arg(long = "context", value_name = "KEY=VALUE")]
+    context: Vec<String>,
     /// Print the reason, rule, headers and metadata.
     #[arg(long)]
     explain: bool,
@@ -68,6 +72,13 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         headers.insert("authorization".into(), format!("Bearer {t}"));
     }
     headers.insert(":authority".into(), args.host.clone());
+    let mut context_extensions: HashMap<String, String> = HashMap::new();
+    for c in &args.context {
+        let (key, value) = c
+            .split_once('=')
+            .with_context(|| format!("--context {c:?}: expected KEY=VALUE"))?;
+        context_extensions.insert(key.to_string(), value.to_string());
+    }
     let certificate = match &args.peer_cert {
         Some(p) => {
             let pem =
@@ -96,6 +107,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 }),
                 ..Default::default()
             }),
+            context_extensions,
             ..Default::default()
         }),
     };

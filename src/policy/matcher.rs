@@ -1,9 +1,11 @@
-//! Request matching: hosts, path prefix / exact path, methods.
+//! Request matching: hosts, path prefix / exact path, methods, Envoy's per-route context.
 //!
 //! Paths are compared exactly as given. Envoy normalizes the path before ext_authz sees it
 //! (`normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action` in the HTTP connection
 //! manager), so `..` segments and `%2F` are NOT decoded or resolved here: doing it a second time,
 //! differently, would make the rule we pick differ from the route Envoy picks.
+
+use std::collections::HashMap;
 
 use crate::check::Request;
 use crate::config::MatchConfig;
@@ -14,6 +16,13 @@ use super::PolicyError;
 const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
+
+/// The most `match.context` entries one rule may list.
+pub(crate) const MAX_CONTEXT_ENTRIES: usize = 16;
+/// The longest `match.context` key, in bytes.
+const MAX_CONTEXT_KEY_BYTES: usize = 128;
+/// The longest `match.context` value, in bytes.
+const MAX_CONTEXT_VALUE_BYTES: usize = 1024;
 
 /// One compiled host condition (lower case).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +48,8 @@ pub(crate) struct Matcher {
     hosts: Vec<HostPattern>,
     path: Option<PathMatch>,
     methods: Vec<String>,
+    /// `(key, value)` pairs every one of which `context_extensions` must hold exactly.
+    context: Vec<(String, String)>,
 }
 
 impl Matcher {
@@ -82,12 +93,40 @@ impl Matcher {
                 ));
             }
         }
+
+        if cfg.context.len() > MAX_CONTEXT_ENTRIES {
+            errors.push(PolicyError::new(
+                format!("{base}.context"),
+                format!("at most {MAX_CONTEXT_ENTRIES} entries"),
+            ));
+        }
+        for (key, value) in &cfg.context {
+            let checked = match check_context_text(key, MAX_CONTEXT_KEY_BYTES, false) {
+                Err(msg) => Err((format!("{base}.context"), format!("key {key:?}: {msg}"))),
+                Ok(()) => check_context_text(value, MAX_CONTEXT_VALUE_BYTES, true)
+                    .map_err(|msg| (format!("{base}.context.{key}"), msg)),
+            };
+            match checked {
+                Ok(()) => m.context.push((key.clone(), value.clone())),
+                Err((at, msg)) => errors.push(PolicyError::new(at, msg)),
+            }
+        }
         m
     }
 
     /// True when `req` satisfies every condition.
     pub(crate) fn matches(&self, req: &Request) -> bool {
         self.matches_parts(&req.method, &req.host, &req.path)
+            && self.context_matches(&req.context_extensions)
+    }
+
+    /// Every `match.context` key is present with exactly its value. A request without context
+    /// extensions (a route that sets none, or the HTTP door, which cannot carry them) never
+    /// matches a rule that names one.
+    fn context_matches(&self, extensions: &HashMap<String, String>) -> bool {
+        self.context
+            .iter()
+            .all(|(k, v)| extensions.get(k).is_some_and(|got| got == v))
     }
 
     /// [`Matcher::matches`] on the three facts it looks at.
@@ -112,6 +151,25 @@ impl Matcher {
         }
         true
     }
+}
+
+/// Validates a `match.context` key or value: not empty, at most `max` bytes, no control
+/// characters; a key has no whitespace either.
+fn check_context_text(text: &str, max: usize, spaces_ok: bool) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if text.len() > max {
+        return Err(format!("longer than {max} bytes"));
+    }
+    if text.chars().any(char::is_control) || (!spaces_ok && text.chars().any(char::is_whitespace)) {
+        return Err(if spaces_ok {
+            "must not contain control characters".into()
+        } else {
+            "must not contain whitespace or control characters".into()
+        });
+    }
+    Ok(())
 }
 
 /// Validates a configured path (prefix or exact).
@@ -215,6 +273,7 @@ mod tests {
             path_prefix: prefix.map(str::to_string),
             path_exact: exact.map(str::to_string),
             methods: methods.iter().map(|s| s.to_string()).collect(),
+            context: Default::default(),
         };
         let mut errors = Vec::new();
         let m = Matcher::compile(&cfg, "m", &mut errors);
@@ -477,6 +536,7 @@ mod tests {
             path_prefix: Some("admin".into()),
             path_exact: None,
             methods: vec!["GET".into(), "FETCH".into()],
+            context: Default::default(),
         };
         let mut errors = Vec::new();
         Matcher::compile(&cfg, "rules[0].match", &mut errors);
@@ -522,5 +582,131 @@ mod tests {
         ] {
             assert_eq!(check_path(p).is_ok(), ok, "{p:?}");
         }
+    }
+
+    fn context_matcher(pairs: &[(&str, &str)]) -> Result<Matcher, Vec<PolicyError>> {
+        let cfg = MatchConfig {
+            path_prefix: Some("/api".into()),
+            context: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..MatchConfig::default()
+        };
+        let mut errors = Vec::new();
+        let m = Matcher::compile(&cfg, "rules[0].match", &mut errors);
+        if errors.is_empty() {
+            Ok(m)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn with_context(path: &str, pairs: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            host: "h".into(),
+            path: path.into(),
+            context_extensions: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn context_requires_every_key_with_exactly_its_value() {
+        let m = context_matcher(&[("route", "orders"), ("tier", "gold")]).unwrap();
+        let table: &[(&[(&str, &str)], bool)] = &[
+            (&[("route", "orders"), ("tier", "gold")], true),
+            // Extra keys do not matter.
+            (&[("route", "orders"), ("tier", "gold"), ("x", "y")], true),
+            // A key missing, a value different by case or by a suffix: no match.
+            (&[("route", "orders")], false),
+            (&[("route", "Orders"), ("tier", "gold")], false),
+            (&[("route", "orders2"), ("tier", "gold")], false),
+            (&[("route", "orders"), ("tier", "")], false),
+            (&[], false),
+        ];
+        for (pairs, want) in table {
+            assert_eq!(
+                m.matches(&with_context("/api/x", pairs)),
+                *want,
+                "{pairs:?}"
+            );
+        }
+        // The other conditions still hold.
+        assert!(!m.matches(&with_context(
+            "/other",
+            &[("route", "orders"), ("tier", "gold")]
+        )));
+    }
+
+    /// An attacker's header named like a context key is not context: only Envoy's
+    /// `context_extensions` are read.
+    #[test]
+    fn a_header_named_like_a_context_key_does_not_match() {
+        let m = context_matcher(&[("route", "orders")]).unwrap();
+        let mut req = with_context("/api/x", &[]);
+        for name in ["route", "x-route", "context-route", "x-envoy-context-route"] {
+            req.headers.insert(name.into(), "orders".into());
+        }
+        assert!(!m.matches(&req));
+        // A match without context keys ignores the request's context entirely.
+        let plain = context_matcher(&[]).unwrap();
+        assert!(plain.matches(&with_context("/api", &[("route", "orders")])));
+        assert!(plain.matches(&with_context("/api", &[])));
+    }
+
+    #[test]
+    fn absurd_context_conditions_are_refused_with_their_path() {
+        let errs = |pairs: &[(&str, &str)]| -> Vec<String> {
+            context_matcher(pairs)
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            errs(&[("", "x")]),
+            ["rules[0].match.context: key \"\": must not be empty"]
+        );
+        assert_eq!(
+            errs(&[("route", "")]),
+            ["rules[0].match.context.route: must not be empty"]
+        );
+        assert_eq!(
+            errs(&[("a b", "x")]),
+            [
+                "rules[0].match.context: key \"a b\": must not contain whitespace or control characters"
+            ]
+        );
+        assert_eq!(
+            errs(&[("route", "a\nb")]),
+            ["rules[0].match.context.route: must not contain control characters"]
+        );
+        let long_key = "k".repeat(MAX_CONTEXT_KEY_BYTES + 1);
+        assert_eq!(errs(&[(long_key.as_str(), "x")]).len(), 1);
+        let long_value = "v".repeat(MAX_CONTEXT_VALUE_BYTES + 1);
+        assert_eq!(
+            errs(&[("route", long_value.as_str())]),
+            [format!(
+                "rules[0].match.context.route: longer than {MAX_CONTEXT_VALUE_BYTES} bytes"
+            )]
+        );
+        let many: Vec<(String, String)> = (0..=MAX_CONTEXT_ENTRIES)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            errs(&many),
+            [format!(
+                "rules[0].match.context: at most {MAX_CONTEXT_ENTRIES} entries"
+            )]
+        );
+        // A value may hold spaces and any printable text.
+        assert!(context_matcher(&[("route", "orders v2/ünïcode")]).is_ok());
     }
 }

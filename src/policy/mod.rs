@@ -9,7 +9,7 @@ mod require;
 use std::collections::HashMap;
 
 use crate::check::Request;
-use crate::config::{Action, RequireConfig, RuleConfig};
+use crate::config::{Action, RequireConfig, RuleConfig, RuleMode};
 use crate::identity::PeerIdentity;
 use crate::token::verify::VerifiedToken;
 
@@ -84,6 +84,7 @@ pub struct Rule {
     matcher: Matcher,
     allow_anonymous: bool,
     require: Requirements,
+    dry_run: bool,
 }
 
 impl Rule {
@@ -95,6 +96,11 @@ impl Rule {
     /// `allow_anonymous`.
     pub fn allow_anonymous(&self) -> bool {
         self.allow_anonymous
+    }
+
+    /// `mode: dry_run`: the rule is evaluated and reported but never decides.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
     }
 
     /// Whether a valid token is needed.
@@ -109,7 +115,7 @@ impl Rule {
         !self.allow_anonymous && (r.peer || r.has_identity_conditions() || r.bound_token)
     }
 
-    /// Whether this rule applies to `req` (host, path and method conditions).
+    /// Whether this rule applies to `req` (host, path, method and context conditions).
     pub fn matches(&self, req: &Request) -> bool {
         self.matcher.matches(req)
     }
@@ -232,12 +238,21 @@ impl Policy {
             }
             let require =
                 Requirements::compile(&cfg.require, &format!("{base}.require"), &mut errors);
+            let dry_run = cfg.mode == RuleMode::DryRun;
+            if dry_run && cfg.allow_anonymous {
+                // An anonymous rule never denies: in dry run it would report nothing, ever.
+                errors.push(PolicyError::new(
+                    format!("{base}.mode"),
+                    "dry_run has no effect on an allow_anonymous rule (it never denies)",
+                ));
+            }
 
             compiled.push(Rule {
                 name: cfg.name.clone(),
                 matcher,
                 allow_anonymous: cfg.allow_anonymous,
                 require,
+                dry_run,
             });
         }
 
@@ -251,9 +266,23 @@ impl Policy {
         }
     }
 
-    /// The first rule matching `req`, if any.
+    /// The rule that decides `req`: the first matching rule that is not `mode: dry_run`.
     pub fn select(&self, req: &Request) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.matches(req))
+        self.rules.iter().find(|r| !r.dry_run && r.matches(req))
+    }
+
+    /// The deciding rule (as [`Policy::select`]) and, in order, the `mode: dry_run` rules that
+    /// match `req` before it: those are evaluated and reported, then passed over.
+    pub fn select_with_dry_runs<'a>(&'a self, req: &Request) -> (Option<&'a Rule>, Vec<&'a Rule>) {
+        let mut dry_runs = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.matches(req)) {
+            if rule.dry_run {
+                dry_runs.push(rule);
+            } else {
+                return (Some(rule), dry_runs);
+            }
+        }
+        (None, dry_runs)
     }
 
     /// What happens when no rule matches.
@@ -303,6 +332,7 @@ mod tests {
             },
             allow_anonymous: false,
             require,
+            mode: RuleMode::Enforce,
         }
     }
 
@@ -748,5 +778,78 @@ mod tests {
         assert_eq!(certificate_binding(&bound, None), Some(false));
         assert_eq!(certificate_binding(&unbound, Some(&peer(Some(hash)))), None);
         assert_eq!(certificate_binding(&unbound, None), None);
+    }
+
+    #[test]
+    fn dry_run_rules_are_passed_over_by_select_and_listed_before_the_deciding_rule() {
+        let mut shadow = rule("orders-v2", Some("/orders"), RequireConfig::default());
+        shadow.mode = RuleMode::DryRun;
+        let mut shadow2 = rule("all-v2", Some("/"), RequireConfig::default());
+        shadow2.mode = RuleMode::DryRun;
+        let orders = rule("orders", Some("/orders"), RequireConfig::default());
+        let policy = Policy::new(&[shadow, shadow2, orders], Action::Deny).unwrap();
+        assert!(policy.rules()[0].dry_run() && !policy.rules()[2].dry_run());
+        let req = |path: &str| Request {
+            method: "GET".into(),
+            path: path.into(),
+            ..Request::default()
+        };
+        let names = |(rule, dry): (Option<&Rule>, Vec<&Rule>)| {
+            (
+                rule.map(|r| r.name().to_string()),
+                dry.iter().map(|r| r.name().to_string()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            policy.select(&req("/orders/1")).map(Rule::name),
+            Some("orders")
+        );
+        assert_eq!(
+            names(policy.select_with_dry_runs(&req("/orders/1"))),
+            (
+                Some("orders".into()),
+                vec!["orders-v2".into(), "all-v2".into()]
+            )
+        );
+        // Only dry-run rules match: nothing decides (the default action does).
+        assert_eq!(policy.select(&req("/other")).map(Rule::name), None);
+        assert_eq!(
+            names(policy.select_with_dry_runs(&req("/other"))),
+            (None, vec!["all-v2".into()])
+        );
+    }
+
+    #[test]
+    fn dry_run_on_an_anonymous_rule_is_refused() {
+        let mut r = rule("open", Some("/"), RequireConfig::default());
+        r.allow_anonymous = true;
+        r.mode = RuleMode::DryRun;
+        let errors = Policy::new(&[r], Action::Deny).unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "rules[0].mode: dry_run has no effect on an allow_anonymous rule (it never denies)"
+        );
+    }
+
+    #[test]
+    fn mode_and_context_parse_and_unknown_values_are_refused() {
+        let ok: Vec<RuleConfig> = serde_saphyr::from_str(
+            "- name: a\n  mode: dry_run\n  match: { context: { route: orders } }\n",
+        )
+        .unwrap();
+        assert_eq!(ok[0].mode, RuleMode::DryRun);
+        assert_eq!(ok[0].matcher.context["route"], "orders");
+        let default: Vec<RuleConfig> = serde_saphyr::from_str("- name: a\n").unwrap();
+        assert_eq!(default[0].mode, RuleMode::Enforce);
+        for bad in [
+            "- name: a\n  mode: shadow\n",
+            "- name: a\n  match: { context: { route: [a, b] } }\n",
+            "- name: a\n  match: { contexts: { route: a } }\n",
+        ] {
+            assert!(
+                serde_saphyr::from_str::<Vec<RuleConfig>>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -212,6 +212,8 @@ pub fn to_check_request(req: CheckRequest) -> check::Request {
             certificate: source.certificate,
         },
         request_id,
+        // Set by Envoy from the route's `check_settings`; no request header reaches this map.
+        context_extensions: attrs.context_extensions,
     }
 }
 
@@ -232,10 +234,17 @@ pub fn to_check_response(decision: Decision) -> CheckResponse {
                 headers_to_remove: allow.remove_headers,
                 ..Default::default()
             })),
-            dynamic_metadata: if allow.metadata.is_empty() {
-                None
-            } else {
-                Some(metadata(Value::Object(allow.metadata)))
+            dynamic_metadata: {
+                let mut facts = allow.metadata;
+                // A dry-run denial is reported whatever `allow_metadata` says: it was asked for.
+                if let Some(d) = &allow.dry_run {
+                    facts.insert("dry_run".into(), d.to_metadata());
+                }
+                if facts.is_empty() {
+                    None
+                } else {
+                    Some(metadata(Value::Object(facts)))
+                }
             },
         },
         Decision::Deny(deny) => {
@@ -252,6 +261,9 @@ pub fn to_check_response(decision: Decision) -> CheckResponse {
             facts.insert("reason".into(), Value::String(deny.reason.into()));
             if let Some(rule) = deny.rule {
                 facts.insert("rule".into(), Value::String(rule));
+            }
+            if let Some(d) = &deny.dry_run {
+                facts.insert("dry_run".into(), d.to_metadata());
             }
             CheckResponse {
                 status: Some(rpc::Status {

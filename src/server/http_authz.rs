@@ -88,6 +88,8 @@ pub fn to_check_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> chec
         headers: map,
         peer: PeerInfo::default(),
         request_id,
+        // HTTP ext_authz has no way to carry `context_extensions`: a `match.context` never matches.
+        context_extensions: HashMap::new(),
     }
 }
 
@@ -204,6 +206,16 @@ mod tests {
         assert!(r.peer.principal.is_empty() && r.peer.certificate.is_empty());
     }
 
+    /// HTTP ext_authz cannot carry context extensions; a header named like a key is no context.
+    #[test]
+    fn no_context_extensions_over_http_whatever_the_headers_say() {
+        let mut h = HeaderMap::new();
+        h.insert("route", HeaderValue::from_static("public"));
+        h.insert("x-envoy-context-route", HeaderValue::from_static("public"));
+        let r = to_check_request(&Method::GET, &uri("/check/api"), &h);
+        assert!(r.context_extensions.is_empty());
+    }
+
     #[test]
     fn host_falls_back_to_the_uri_authority() {
         let r = to_check_request(
@@ -224,6 +236,7 @@ mod tests {
             ],
             remove_headers: vec!["x-auth-scope".into(), "authorization".into()],
             metadata: Default::default(),
+            dry_run: None,
         });
         let r = to_response(&d);
         assert_eq!(r.status(), StatusCode::OK);

@@ -261,3 +261,24 @@ def test_envoy_gateway_api_needs_only_a_token(envoy_gateway):
     token = envoy_gateway.mint("alice")
     assert envoy_gateway.check("/api/x", "--token", token).startswith("ALLOW")
     assert envoy_gateway.check("/api/x").startswith("DENY 401")
+
+
+def test_envoy_gateway_route_context_selects_the_dry_run_rule(envoy_gateway):
+    """security-policy-grpc.yaml's contextExtensions reach the rules: the values' dry-run rule
+    `api-v2` (scope `api`) applies only on those routes, is reported, and never decides."""
+    policy = yaml.safe_load((REPO / "gateways" / "envoy-gateway" / "security-policy-grpc.yaml").read_text())
+    context = [f"--context={ce['name']}={ce['value']}" for ce in policy["spec"]["extAuth"]["contextExtensions"]]
+    assert context == ["--context=door=envoy-gateway"]
+    token = envoy_gateway.mint("alice")
+    out = envoy_gateway.check("/api/x", "--token", token, *context)
+    assert out.startswith("ALLOW"), out
+    assert "dry_run={check_result=denied reason=insufficient_scope rule=api-v2 status=403}" in out, out
+    out = envoy_gateway.check("/api/x", *context)
+    assert out.startswith("DENY 401") and "reason=token_missing rule=api\n" in out, out
+    assert "dry_run={check_result=denied reason=token_missing rule=api-v2 status=401}" in out, out
+    # With the scope, or without the route's context (HTTP ext_authz, another route): nothing to report.
+    scoped = envoy_gateway.mint("bob", "--scope", "api")
+    out = envoy_gateway.check("/api/x", "--token", scoped, *context)
+    assert out.startswith("ALLOW") and "dry_run" not in out, out
+    out = envoy_gateway.check("/api/x", "--token", token, "--header", "door: envoy-gateway")
+    assert out.startswith("ALLOW") and "dry_run" not in out, out
