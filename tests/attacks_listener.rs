@@ -1055,3 +1055,75 @@ async fn binary_at_a_low_descriptor_limit_keeps_callers_and_redis_under_an_idle_
     );
     drop(flood);
 }
+
+/// Below even the floor of 16 connections per listener (`ulimit -n 40`), accepts do fail with
+/// EMFILE: the loop backs off instead of spinning, logs the episode once rather than every
+/// retry, closes idle connections to make room, and a new caller gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_out_of_descriptors_backs_off_and_logs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(Algorithm::RS256, "k1");
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, &key.jwks_json).unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server: {{ grpc_addr: 127.0.0.1:{grpc}, http_addr: 127.0.0.1:{http}, header_read_timeout: 60s }}\n\
+             providers:\n  - name: corp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    jwks: {{ file: {} }}\n\
+             rules:\n  - name: api\n    match: {{ path_prefix: / }}\n    require: {{ token: true }}\n",
+            jwks_file.display(),
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 40 && exec \"$0\" serve --config \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_mesh-authz"))
+        .arg(&cfg);
+    let mut proc = Proc::spawn_command(command);
+    proc.wait_for("mesh-authz serving", Duration::from_secs(20));
+    let pid = proc.child.id();
+    let authz: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
+    let http_addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let alice = mint(&key, "alice", |_| {});
+    let mut flood = Vec::new();
+    for addr in [authz, http_addr] {
+        for _ in 0..60 {
+            flood.push(TcpStream::connect(addr).await.unwrap());
+        }
+    }
+    proc.wait_for("accept failed", Duration::from_secs(10));
+    // Not spinning while out of descriptors.
+    let before = cpu_time(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_time(pid) - before;
+    eprintln!("{spent:?} of CPU over 2 s out of descriptors");
+    assert!(
+        spent < Duration::from_millis(500),
+        "mesh-authz used {spent:?} of CPU in 2 s while out of descriptors"
+    );
+    // A new caller gets in once idle connections made room.
+    let t0 = Instant::now();
+    eventually(
+        Duration::from_secs(40),
+        "a fresh Check answered",
+        || async { fresh_check(authz, &alice).await == Some((200, String::new())) },
+    )
+    .await;
+    eprintln!("fresh Check answered {:?} into the episode", t0.elapsed());
+    proc.wait_for("mesh-authz", Duration::from_secs(1));
+    let failures = proc
+        .seen
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(
+        (1..=4).contains(&failures),
+        "{failures} accept-failure lines logged:\n{}",
+        proc.seen.join("\n")
+    );
+    drop(flood);
+}
