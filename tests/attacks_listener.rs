@@ -12,7 +12,10 @@
 //! * idle-connection floods past `server.max_connections`, while real Checks, including through a
 //!   real Envoy 1.40 with `failure_mode_allow: true`, are still answered;
 //! * descriptor exhaustion: the real binary, started under a soft `RLIMIT_NOFILE` of 256, raises
-//!   it to the hard limit and keeps answering Envoy through a 300-socket flood.
+//!   it to the hard limit and keeps answering Envoy through a 300-socket flood; started with
+//!   soft = hard = 300 on Redis, it fits its listener caps to the limit, so 1200 idle sockets lock
+//!   out neither new callers nor Redis reconnects; at 40 (below the caps' floor) a failed accept
+//!   backs off, is logged once and evicts an idle connection.
 
 mod common;
 
