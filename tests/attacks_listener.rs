@@ -12,7 +12,10 @@
 //! * idle-connection floods past `server.max_connections`, while real Checks, including through a
 //!   real Envoy 1.40 with `failure_mode_allow: true`, are still answered;
 //! * descriptor exhaustion: the real binary, started under a soft `RLIMIT_NOFILE` of 256, raises
-//!   it to the hard limit and keeps answering Envoy through a 300-socket flood.
+//!   it to the hard limit and keeps answering Envoy through a 300-socket flood; started with
+//!   soft = hard = 300 on Redis, it fits its listener caps to the limit, so 1200 idle sockets lock
+//!   out neither new callers nor Redis reconnects; at 40 (below the caps' floor) a failed accept
+//!   backs off, is logged once and evicts an idle connection.
 
 mod common;
 
@@ -872,4 +875,258 @@ async fn binary_raises_its_descriptor_limit_and_survives_a_flood() {
 
     let out = proc.drain();
     assert!(out.contains("open-files limit"), "{out}");
+}
+
+/// One Check on a fresh connection, bounded by 3 s end to end (connect included): the HTTP
+/// status of the answer (200 allow) and the deny reason, or `None` when nothing came in time.
+async fn fresh_check(authz: SocketAddr, token: &str) -> Option<(u16, String)> {
+    tokio::time::timeout(Duration::from_secs(3), async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{authz}"))
+            .unwrap()
+            .connect()
+            .await
+            .ok()?;
+        let mut c = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::new(channel);
+        let r = check_with_deadline(&mut c, Req::get("/api/x").bearer(token), Duration::from_secs(2))
+            .await
+            .ok()?;
+        Some((verdict(&r).0, reason(&r)))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// `/readyz` on a fresh connection, bounded by 3 s; 0 when nothing came in time.
+async fn fresh_readyz(http: SocketAddr) -> u16 {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    match client.get(format!("http://{http}/readyz")).send().await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// CPU time (user + system) a process has used, from /proc/PID/stat.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name (which may contain spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 11 and 12 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    let per_sec: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    Duration::from_millis(ticks * 1000 / per_sec)
+}
+
+/// Polls `f` every 100 ms until it returns true, at most `limit`; panics with `what` otherwise.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Redis-faults issue's scenario: the real binary on Redis, started with soft = hard = 300
+/// descriptors (nothing to raise) and the default `max_connections` (4096 per listener, far past
+/// what fits), under 600 idle connections to each listener. New callers are still answered, a
+/// revoked token is still denied, Redis connections killed under the flood come back, and the
+/// process does not spin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_at_a_low_descriptor_limit_keeps_callers_and_redis_under_an_idle_flood() {
+    common::redis::require("redis-server");
+    let redis = common::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(Algorithm::RS256, "k1");
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, &key.jwks_json).unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let cfg = dir.path().join("config.yaml");
+    // header_read_timeout well past the test's length, so the flood is never timed out.
+    std::fs::write(
+        &cfg,
+        format!(
+            "server: {{ grpc_addr: 127.0.0.1:{grpc}, http_addr: 127.0.0.1:{http}, header_read_timeout: 60s }}\n\
+             providers:\n  - name: corp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    jwks: {{ file: {} }}\n\
+             revocation:\n  store: redis\n  redis: {{ url: \"{}\", cache_ttl: 1s, command_timeout: 300ms, connect_timeout: 300ms }}\n\
+             rules:\n  - name: api\n    match: {{ path_prefix: / }}\n    require: {{ token: true }}\n",
+            jwks_file.display(),
+            redis.url(),
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 300 && exec \"$0\" serve --config \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_mesh-authz"))
+        .arg(&cfg);
+    let mut proc = Proc::spawn_command(command);
+    proc.wait_for("mesh-authz serving", Duration::from_secs(20));
+    let pid = proc.child.id();
+    assert_eq!(open_files_limits(pid), (300, 300));
+    let startup = proc.seen.join("\n");
+    assert!(
+        startup.contains("effective_max_connections"),
+        "no warning naming the clamped connection cap:\n{startup}"
+    );
+    let authz: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
+    let http_addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let alice = mint(&key, "alice", |_| {});
+    let revoked = mint(&key, "mallory", |o| o.jti = Some("fd-revoked".into()));
+    redis.cli(&["SET", "mesh-authz:jti:fd-revoked", "1", "EX", "600"]);
+    assert_eq!(fresh_check(authz, &alice).await.map(|a| a.0), Some(200));
+    assert_eq!(fresh_readyz(http_addr).await, 200);
+
+    // 600 idle sockets on each listener, past the whole descriptor limit twice over.
+    let mut flood = Vec::new();
+    for addr in [authz, http_addr] {
+        for _ in 0..600 {
+            flood.push(TcpStream::connect(addr).await.unwrap());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // (a) A new caller is answered, within 3 s, and a revoked token is still denied.
+    let asked = Instant::now();
+    let fresh = fresh_check(authz, &alice).await;
+    eprintln!(
+        "fresh Check answered in {:?} during the flood",
+        asked.elapsed()
+    );
+    assert_eq!(
+        fresh,
+        Some((200, String::new())),
+        "a fresh Check was not answered within 3s during the flood"
+    );
+    let denied = fresh_check(authz, &revoked).await;
+    assert_eq!(
+        denied.as_ref().map(|a| (a.0, a.1.as_str())),
+        Some((401, "token_revoked")),
+        "revoked token during the flood: {denied:?}"
+    );
+
+    // (b) Redis connections killed while the flood is open are re-established.
+    redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let killed = Instant::now();
+    eventually(Duration::from_secs(15), "reconnected to Redis", || async {
+        // Never allowed, not even while the connections are coming back.
+        let denied = fresh_check(authz, &revoked).await;
+        assert_ne!(denied.as_ref().map(|a| a.0), Some(200), "{denied:?}");
+        denied.map(|a| a.0) == Some(401)
+            && fresh_readyz(http_addr).await == 200
+            && fresh_check(authz, &alice).await == Some((200, String::new()))
+    })
+    .await;
+    eprintln!("Redis reconnected {:?} after CLIENT KILL", killed.elapsed());
+    let pubsub = redis.cli(&["CLIENT", "LIST", "TYPE", "pubsub"]);
+    assert!(!pubsub.is_empty(), "no subscription after the kill");
+
+    // (c) Not spinning: under the still-open flood, CPU time over an idle 2 s stays small.
+    let before = cpu_time(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_time(pid) - before;
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    eprintln!("{open} descriptors open of 300 under the flood");
+    eprintln!("{spent:?} of CPU over 2 s idle under the flood");
+    assert!(
+        spent < Duration::from_millis(500),
+        "mesh-authz used {spent:?} of CPU in 2 s while idle under the flood"
+    );
+    // Running out of descriptors is logged once per episode, not on every failed accept.
+    proc.wait_for("mesh-authz", Duration::from_secs(1));
+    let accept_failures = proc
+        .seen
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(
+        accept_failures <= 10,
+        "{accept_failures} accept-failure lines logged"
+    );
+    drop(flood);
+}
+
+/// Below even the floor of 16 connections per listener (`ulimit -n 40`), accepts do fail with
+/// EMFILE: the loop backs off instead of spinning, logs the episode once rather than every
+/// retry, closes idle connections to make room, and a new caller gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_out_of_descriptors_backs_off_and_logs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(Algorithm::RS256, "k1");
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, &key.jwks_json).unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server: {{ grpc_addr: 127.0.0.1:{grpc}, http_addr: 127.0.0.1:{http}, header_read_timeout: 60s }}\n\
+             providers:\n  - name: corp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    jwks: {{ file: {} }}\n\
+             rules:\n  - name: api\n    match: {{ path_prefix: / }}\n    require: {{ token: true }}\n",
+            jwks_file.display(),
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 40 && exec \"$0\" serve --config \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_mesh-authz"))
+        .arg(&cfg);
+    let mut proc = Proc::spawn_command(command);
+    proc.wait_for("mesh-authz serving", Duration::from_secs(20));
+    let pid = proc.child.id();
+    let authz: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
+    let http_addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let alice = mint(&key, "alice", |_| {});
+    let mut flood = Vec::new();
+    for addr in [authz, http_addr] {
+        for _ in 0..60 {
+            flood.push(TcpStream::connect(addr).await.unwrap());
+        }
+    }
+    proc.wait_for("accept failed", Duration::from_secs(10));
+    // Not spinning while out of descriptors.
+    let before = cpu_time(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_time(pid) - before;
+    eprintln!("{spent:?} of CPU over 2 s out of descriptors");
+    assert!(
+        spent < Duration::from_millis(500),
+        "mesh-authz used {spent:?} of CPU in 2 s while out of descriptors"
+    );
+    // A new caller gets in once idle connections made room.
+    let t0 = Instant::now();
+    eventually(
+        Duration::from_secs(40),
+        "a fresh Check answered",
+        || async { fresh_check(authz, &alice).await == Some((200, String::new())) },
+    )
+    .await;
+    eprintln!("fresh Check answered {:?} into the episode", t0.elapsed());
+    proc.wait_for("mesh-authz", Duration::from_secs(1));
+    let failures = proc
+        .seen
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(
+        (1..=4).contains(&failures),
+        "{failures} accept-failure lines logged:\n{}",
+        proc.seen.join("\n")
+    );
+    drop(flood);
 }

@@ -698,3 +698,95 @@ async fn silent_subscription_is_detected() {
     })
     .await;
 }
+
+/// Sends inline Redis commands on one raw connection and returns each first reply line.
+struct RawRedis(std::io::BufReader<std::net::TcpStream>);
+
+impl RawRedis {
+    fn connect(port: u16) -> RawRedis {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        RawRedis(std::io::BufReader::new(s))
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        use std::io::{BufRead, Write};
+        self.0
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+        let mut reply = String::new();
+        self.0.read_line(&mut reply).unwrap();
+        reply.trim().to_string()
+    }
+}
+
+/// Redis at `maxclients`: mesh-authz's connections are killed and every reconnect is refused
+/// ("max number of clients reached"). Nothing is allowed meanwhile (on_error deny: 503
+/// revocation_unavailable), a revoked token is never allowed, and raising `maxclients` brings
+/// Checks and /readyz back by themselves.
+#[tokio::test]
+async fn redis_at_maxclients_fails_closed_then_recovers() {
+    let redis = RedisServer::start();
+    let mut e = env(&redis_yaml(&redis.url(), "  on_error: deny\n")).await;
+    let active = mint(&e.key, "alice", |_| {});
+    let revoked = mint(&e.key, "bob", |o| o.jti = Some("maxclients-1".into()));
+    redis.cli(&["SET", "mesh-authz:jti:maxclients-1", "1", "EX", "600"]);
+    let t0 = Instant::now();
+    while e.readyz().await != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(e.status(&active).await.0, 200);
+    assert_eq!(e.status(&revoked).await, (401, "token_revoked".into()));
+
+    // One raw connection holds the only slot and throws mesh-authz's connections out.
+    let mut holder = RawRedis::connect(redis.port);
+    assert_eq!(holder.cmd("CONFIG SET maxclients 1"), "+OK");
+    holder.cmd("CLIENT KILL TYPE normal");
+    holder.cmd("CLIENT KILL TYPE pubsub");
+    let refused = RawRedis::connect(redis.port).cmd("PING");
+    assert!(refused.contains("max number of clients"), "{refused}");
+
+    let t0 = Instant::now();
+    loop {
+        let (code, reason) = e.status(&active).await;
+        if code == 503 {
+            assert_eq!(reason, "revocation_unavailable");
+            break;
+        }
+        assert_eq!(code, 200, "{reason}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "still allowed from the cache 5 s after Redis refused every connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_millis(1500) {
+        let (code, reason) = e.status(&active).await;
+        assert_eq!((code, reason.as_str()), (503, "revocation_unavailable"));
+        let (code, reason) = e.status(&revoked).await;
+        assert!(
+            code == 401 || code == 503,
+            "revoked token got {code} {reason}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(e.readyz().await, 503);
+
+    assert_eq!(holder.cmd("CONFIG SET maxclients 10000"), "+OK");
+    let t0 = Instant::now();
+    loop {
+        if e.status(&active).await.0 == 200 && e.readyz().await == 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "did not recover within 10 s of maxclients being raised"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("recovered {:?} after maxclients was raised", t0.elapsed());
+    assert_eq!(e.status(&revoked).await, (401, "token_revoked".into()));
+}

@@ -119,22 +119,15 @@ fn override_addrs(
 }
 
 /// Raises the soft open-files limit to the hard one (a container's soft limit is often 1024 while
-/// its hard limit is far higher), and warns when the listeners' connection caps may not fit.
+/// its hard limit is far higher); the listeners' connection caps are fitted to it when they start.
 fn raise_open_files_limit(config: &Config) {
     match server::listener::raise_open_files_limit() {
-        Ok(limit) => {
-            // Two listeners, plus descriptors for JWKS, Redis, logs and the runtime.
-            let needed = 2 * config.server.max_connections as u64 + 256;
-            if limit < needed {
-                tracing::warn!(
-                    open_files_limit = limit,
-                    max_connections = config.server.max_connections,
-                    "the open-files limit is below what server.max_connections on both listeners needs; raise the hard limit or lower server.max_connections"
-                );
-            } else {
-                tracing::info!(open_files_limit = limit, "open-files limit");
-            }
-        }
+        // When the listeners' caps do not fit, `ListenerLimits::fitted` lowers them and warns.
+        Ok(limit) => tracing::info!(
+            open_files_limit = limit,
+            max_connections = config.server.max_connections,
+            "open-files limit"
+        ),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }
 }

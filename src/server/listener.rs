@@ -43,6 +43,22 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// At most one "connection limit reached" warning per listener in this period.
 const LIMIT_WARN_EVERY: Duration = Duration::from_secs(10);
 
+/// Descriptors kept out of the listeners' reach: Redis connections and their reconnects, JWKS
+/// fetches, the admin API, logs and the runtime's own.
+pub const DESCRIPTOR_RESERVE: u64 = 256;
+
+/// The per-listener cap never goes below this, however low the open-files limit.
+pub const MIN_CONNECTIONS: usize = 16;
+
+/// The per-listener connection cap that fits an open-files limit of `open_files`: both
+/// listeners at their cap, plus one descriptor each beyond it (see [`serve`]), leave
+/// [`DESCRIPTOR_RESERVE`] free; never above `configured`, never below [`MIN_CONNECTIONS`].
+pub fn connection_cap(configured: usize, open_files: u64) -> usize {
+    let fits = open_files.saturating_sub(DESCRIPTOR_RESERVE + 2) / 2;
+    let fits = usize::try_from(fits).unwrap_or(usize::MAX);
+    configured.min(fits.max(MIN_CONNECTIONS))
+}
+
 /// The per-listener bounds (`server.max_connections`, `header_read_timeout`, `idle_timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerLimits {
@@ -52,6 +68,30 @@ pub struct ListenerLimits {
     pub header_read_timeout: Duration,
     /// Time a connection may stay open with no request in progress.
     pub idle_timeout: Duration,
+}
+
+impl ListenerLimits {
+    /// The configured bounds, with `max_connections` lowered to what fits in this process's
+    /// open-files limit ([`connection_cap`]), so that the listeners cannot take the descriptors
+    /// Redis, JWKS and new callers need. Logs a warning when it lowers the cap.
+    pub fn fitted(s: &ServerConfig) -> Self {
+        let mut limits = Self::from(s);
+        let Ok((open_files, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+            return limits;
+        };
+        let cap = connection_cap(s.max_connections, open_files);
+        if cap < s.max_connections {
+            tracing::warn!(
+                open_files_limit = open_files,
+                max_connections = s.max_connections,
+                effective_max_connections = cap,
+                reserve = DESCRIPTOR_RESERVE,
+                "server.max_connections does not fit in the open-files limit on both listeners; each listener is capped lower (raise the hard limit to lift it)"
+            );
+            limits.max_connections = cap;
+        }
+        limits
+    }
 }
 
 impl From<&ServerConfig> for ListenerLimits {
@@ -123,12 +163,31 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(settings.limits.max_connections));
     let tracker = TaskTracker::new();
     let mut warned: Option<Instant> = None;
+    // Failed accepts since the last one that succeeded (one warning per episode).
+    let mut failing: u64 = 0;
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    if failing > 0 {
+                        tracing::info!(listener = shared.name, failed = failing, "accepting connections again");
+                        failing = 0;
+                    }
+                    stream
+                }
                 Err(e) => {
-                    tracing::warn!(listener = shared.name, error = %e, "accept failed");
+                    if failing == 0 {
+                        tracing::warn!(
+                            listener = shared.name,
+                            error = %e,
+                            "accept failed; retrying every 100ms until it succeeds"
+                        );
+                    }
+                    failing += 1;
+                    // Out of descriptors: closing an idle connection lets the next caller in.
+                    if matches!(e.raw_os_error(), Some(libc_errno::EMFILE | libc_errno::ENFILE)) {
+                        shared.open.evict_one();
+                    }
                     tokio::select! {
                         () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
                         () = cancel.cancelled() => break,
@@ -387,6 +446,13 @@ impl Activity {
     }
 }
 
+/// The errno values for running out of descriptors (per process, system-wide), as on Linux and
+/// the BSDs.
+mod libc_errno {
+    pub const ENFILE: i32 = 23;
+    pub const EMFILE: i32 = 24;
+}
+
 /// Raises this process's soft limit on open files (`RLIMIT_NOFILE`) to its hard limit, so that
 /// `server.max_connections` on each listener, JWKS fetches and Redis connections fit. Returns the
 /// soft limit now in force.
@@ -461,6 +527,20 @@ mod tests {
         drop((silent_old, silent_new));
         registry.register(&handle());
         assert_eq!(registry.open.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn connection_cap_leaves_the_reserve_free() {
+        // Plenty of room: the configured cap stands.
+        assert_eq!(connection_cap(4096, 1 << 20), 4096);
+        assert_eq!(connection_cap(4096, 2 * 4096 + 258), 4096);
+        // Too little: both caps plus one each plus the reserve fit exactly.
+        assert_eq!(connection_cap(4096, 1024), 383);
+        assert_eq!(2 * (383 + 1) + DESCRIPTOR_RESERVE, 1024);
+        assert_eq!(connection_cap(4096, 300), 21);
+        // Never below the floor, never above what is configured.
+        assert_eq!(connection_cap(4096, 64), MIN_CONNECTIONS);
+        assert_eq!(connection_cap(8, 64), 8);
     }
 
     #[test]

@@ -322,7 +322,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
                 super::grpc::serve_check(&check_gate, request).await
             }),
         );
-    let limits = ListenerLimits::from(&config.server);
+    let limits = ListenerLimits::fitted(&config.server);
     let grpc_settings = listener::Listener {
         name: "grpc",
         limits,
