@@ -23,16 +23,19 @@ const SPIFFE_OK: &str = "spiffe://cluster.local/ns/shop/sa/frontend";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
+/// Received spans, each with its resource's `service.name`.
+type Spans = Arc<Mutex<Vec<(String, Span)>>>;
+
 /// An OTLP/HTTP (protobuf) traces receiver: every span POSTed to `/v1/traces`, with the
 /// `service.name` of its resource.
 struct Receiver {
     addr: SocketAddr,
-    spans: Arc<Mutex<Vec<(String, Span)>>>,
+    spans: Spans,
 }
 
 impl Receiver {
     async fn start() -> Receiver {
-        let spans: Arc<Mutex<Vec<(String, Span)>>> = Arc::default();
+        let spans: Spans = Arc::default();
         let app = axum::Router::new()
             .route("/v1/traces", post(receive))
             .with_state(spans.clone());
@@ -47,7 +50,7 @@ impl Receiver {
     }
 }
 
-async fn receive(State(spans): State<Arc<Mutex<Vec<(String, Span)>>>>, body: Bytes) -> Vec<u8> {
+async fn receive(State(spans): State<Spans>, body: Bytes) -> Vec<u8> {
     let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf request");
     let mut spans = spans.lock().unwrap();
     for resource in request.resource_spans {
@@ -209,22 +212,40 @@ async fn check_spans_are_exported_as_children_of_the_traceparent() {
     };
     let allow = by_parent(PARENT_ID);
     assert_eq!(hex(&allow.trace_id), TRACE_ID);
-    assert_eq!(attribute(allow, "mesh_authz.decision").as_deref(), Some("allow"));
+    assert_eq!(
+        attribute(allow, "mesh_authz.decision").as_deref(),
+        Some("allow")
+    );
     assert_eq!(attribute(allow, "mesh_authz.reason").as_deref(), Some("ok"));
     assert_eq!(attribute(allow, "mesh_authz.rule").as_deref(), Some("api"));
-    assert_eq!(attribute(allow, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(
+        attribute(allow, "http.request.method").as_deref(),
+        Some("GET")
+    );
 
     let deny = by_parent("00f067aa0ba902b8");
     assert_eq!(hex(&deny.trace_id), TRACE_ID);
-    assert_eq!(attribute(deny, "mesh_authz.decision").as_deref(), Some("deny"));
-    assert_eq!(attribute(deny, "mesh_authz.reason").as_deref(), Some("token_missing"));
+    assert_eq!(
+        attribute(deny, "mesh_authz.decision").as_deref(),
+        Some("deny")
+    );
+    assert_eq!(
+        attribute(deny, "mesh_authz.reason").as_deref(),
+        Some("token_missing")
+    );
     assert_eq!(attribute(deny, "mesh_authz.rule").as_deref(), Some("api"));
-    assert_eq!(attribute(deny, "http.request.method").as_deref(), Some("DELETE"));
+    assert_eq!(
+        attribute(deny, "http.request.method").as_deref(),
+        Some("DELETE")
+    );
 
     let root = by_parent("");
     assert_ne!(hex(&root.trace_id), TRACE_ID);
     assert_eq!(hex(&root.trace_id).len(), 32);
-    assert_eq!(attribute(root, "http.request.method").as_deref(), Some("_OTHER"));
+    assert_eq!(
+        attribute(root, "http.request.method").as_deref(),
+        Some("_OTHER")
+    );
 }
 
 #[tokio::test]

@@ -681,16 +681,23 @@ mod tests {
                 "tracing.sample_ratio"
             ]
         );
-        let text = "tracing: { otlp_endpoint: \"http://c:4318/?k=v\", sample_ratio: .nan }\n";
+        let text = "tracing: { otlp_endpoint: \"http://c:4318\" }\n";
+        let mut config = super::super::from_str_with_env(text, Vec::new()).unwrap();
+        let t = config.tracing.as_mut().unwrap();
+        t.otlp_endpoint = "http://c:4318/?k=v".to_string();
+        t.sample_ratio = f64::NAN;
         assert_eq!(
-            paths(&errors_of(text)),
+            paths(&validate(&config)),
             ["tracing.otlp_endpoint", "tracing.sample_ratio"]
         );
         let text = "tracing: { otlp_endpoint: \"http://collector:4318\" }\n";
         assert_eq!(errors_of(text), Vec::new());
         let config = super::super::from_str_with_env(text, Vec::new()).unwrap();
         let t = config.tracing.unwrap();
-        assert_eq!((t.service_name.as_str(), t.sample_ratio), ("mesh-authz", 1.0));
+        assert_eq!(
+            (t.service_name.as_str(), t.sample_ratio),
+            ("mesh-authz", 1.0)
+        );
         let off = super::super::from_str_with_env("", Vec::new()).unwrap();
         assert!(off.tracing.is_none());
     }

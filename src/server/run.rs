@@ -306,9 +306,8 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         Some(t) => Some(Arc::new(crate::otel::Tracing::new(t)?)),
         None => None,
     };
-    let gate = Arc::new(
-        Gate::new(checker, &config.limits, metrics.clone()).with_tracing(tracing.clone()),
-    );
+    let gate =
+        Arc::new(Gate::new(checker, &config.limits, metrics.clone()).with_tracing(tracing.clone()));
     let cancel = CancellationToken::new();
 
     let grpc_listener = bind(config.server.grpc_addr).await?;
