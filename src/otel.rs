@@ -36,6 +36,9 @@ pub const ATTR_METHOD: &str = "http.request.method";
 /// How long an export may take before the batch is dropped.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest shutdown waits for the last spans to be exported.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why the exporter could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("tracing.otlp_endpoint: {0}")]
@@ -101,9 +104,10 @@ impl Tracing {
         CheckSpan { span, trace_id }
     }
 
-    /// Exports what is buffered and stops the exporter (blocking; call off the async runtime).
+    /// Exports what is buffered and stops the exporter, waiting at most [`SHUTDOWN_TIMEOUT`] for
+    /// an unreachable collector (blocking; call off the async runtime).
     pub fn shutdown(&self) {
-        if let Err(e) = self.provider.shutdown() {
+        if let Err(e) = self.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
             tracing::warn!(error = %e, "tracing exporter shutdown failed");
         }
     }
