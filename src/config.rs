@@ -89,6 +89,9 @@ pub struct Config {
     /// Log format and level.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// OpenTelemetry spans of checks, exported over OTLP/HTTP. Off when absent.
+    #[serde(default)]
+    pub tracing: Option<TracingConfig>,
 }
 
 impl Config {
@@ -743,6 +746,30 @@ impl Default for LoggingConfig {
 
 fn default_log_level() -> String {
     "info".to_string()
+}
+
+/// Tracing of checks (OpenTelemetry, OTLP/HTTP protobuf).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://collector:4318`; spans are POSTed to
+    /// `{otlp_endpoint}/v1/traces`.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Share of new traces sampled (0.0 to 1.0); a check whose `traceparent` says sampled is
+    /// always sampled, one that says not sampled never is.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+}
+
+fn default_service_name() -> String {
+    "mesh-authz".to_string()
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
 }
 
 /// Log line format.

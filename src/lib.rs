@@ -9,6 +9,7 @@ pub mod config;
 pub mod dev;
 pub mod identity;
 pub mod issuer;
+pub mod otel;
 pub mod policy;
 pub mod revocation;
 pub mod server;

@@ -131,6 +131,11 @@ impl Checker {
 
     /// Decides one request at time `now` (unix seconds), counting and logging the outcome.
     pub async fn check(&self, req: &Request, now: i64) -> Decision {
+        self.check_traced(req, now, None).await
+    }
+
+    /// [`Checker::check`], naming the check's `trace_id` (when traced) in the denial log line.
+    pub async fn check_traced(&self, req: &Request, now: i64, trace_id: Option<&str>) -> Decision {
         let started = Instant::now();
         let (decision, would_deny) = self.decide(req, now).await;
         let elapsed = started.elapsed().as_secs_f64();
@@ -165,6 +170,7 @@ impl Checker {
                 reason = d.reason,
                 rule = d.rule.as_deref().unwrap_or(""),
                 request_id = req.request_id.as_deref().unwrap_or(""),
+                trace_id = trace_id.unwrap_or(""),
                 method = %req.method,
                 host = %req.host,
                 path = %req.path,

@@ -124,6 +124,9 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             format!("not a valid log filter: {:?}", config.logging.level),
         ));
     }
+    if let Some(t) = &config.tracing {
+        tracing_config(t, &mut errors);
+    }
     if let Some(tls) = &config.server.tls {
         readable("server.tls.cert_file", &tls.cert_file, &mut errors);
         readable("server.tls.key_file", &tls.key_file, &mut errors);
@@ -497,6 +500,31 @@ fn header_name(at: &str, name: &str, errors: &mut Vec<ConfigError>) {
     }
 }
 
+fn tracing_config(t: &crate::config::TracingConfig, errors: &mut Vec<ConfigError>) {
+    http_url("tracing.otlp_endpoint", &t.otlp_endpoint, errors);
+    // The traces path is appended; a query or fragment would end up in the middle of it.
+    if let Ok(u) = url::Url::parse(&t.otlp_endpoint)
+        && (u.query().is_some() || u.fragment().is_some())
+    {
+        errors.push(ConfigError::new(
+            "tracing.otlp_endpoint",
+            "must be a base URL without a query or fragment (/v1/traces is appended)".to_string(),
+        ));
+    }
+    if t.service_name.trim().is_empty() {
+        errors.push(ConfigError::new(
+            "tracing.service_name",
+            "must not be empty".to_string(),
+        ));
+    }
+    if !(0.0..=1.0).contains(&t.sample_ratio) {
+        errors.push(ConfigError::new(
+            "tracing.sample_ratio",
+            format!("must be between 0.0 and 1.0, not {}", t.sample_ratio),
+        ));
+    }
+}
+
 fn http_url(at: &str, s: &str, errors: &mut Vec<ConfigError>) {
     // The URL is shown redacted: it may carry credentials in its userinfo or query.
     let problem = match url::Url::parse(s) {
@@ -663,5 +691,37 @@ mod tests {
             );
             assert_eq!(paths(&errors), ["identity.spiffe_id_header"], "{header}");
         }
+    }
+
+    #[test]
+    fn tracing_settings_are_checked_with_their_paths() {
+        let text = "tracing: { otlp_endpoint: \"collector:4318\", service_name: \" \", sample_ratio: 1.5 }\n";
+        assert_eq!(
+            paths(&errors_of(text)),
+            [
+                "tracing.otlp_endpoint",
+                "tracing.service_name",
+                "tracing.sample_ratio"
+            ]
+        );
+        let text = "tracing: { otlp_endpoint: \"http://c:4318\" }\n";
+        let mut config = super::super::from_str_with_env(text, Vec::new()).unwrap();
+        let t = config.tracing.as_mut().unwrap();
+        t.otlp_endpoint = "http://c:4318/?k=v".to_string();
+        t.sample_ratio = f64::NAN;
+        assert_eq!(
+            paths(&validate(&config)),
+            ["tracing.otlp_endpoint", "tracing.sample_ratio"]
+        );
+        let text = "tracing: { otlp_endpoint: \"http://collector:4318\" }\n";
+        assert_eq!(errors_of(text), Vec::new());
+        let config = super::super::from_str_with_env(text, Vec::new()).unwrap();
+        let t = config.tracing.unwrap();
+        assert_eq!(
+            (t.service_name.as_str(), t.sample_ratio),
+            ("mesh-authz", 1.0)
+        );
+        let off = super::super::from_str_with_env("", Vec::new()).unwrap();
+        assert!(off.tracing.is_none());
     }
 }

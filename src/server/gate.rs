@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::grpc::unix_now;
 use crate::check::{self, Checker, Decision, Denied, DenyStatus};
 use crate::config::LimitsConfig;
+use crate::otel::Tracing;
 use crate::telemetry::Metrics;
 
 /// Reason of a check refused because `limits.max_concurrent_checks` were in flight.
@@ -65,6 +66,8 @@ pub struct Gate {
     checker: ArcSwap<Checker>,
     limits: ArcSwap<Limits>,
     metrics: Metrics,
+    /// `None` (the default): checks are not traced, and nothing of tracing runs.
+    tracing: Option<Arc<Tracing>>,
 }
 
 /// Keeps `mesh_authz_checks_in_flight` right even when a check's future is dropped.
@@ -86,7 +89,14 @@ impl Gate {
             checker: ArcSwap::new(checker),
             limits: ArcSwap::from_pointee(Limits::new(limits, None)),
             metrics,
+            tracing: None,
         }
+    }
+
+    /// Traces every check with `tracing` (a span per check, its trace id in denial log lines).
+    pub fn with_tracing(mut self, tracing: Option<Arc<Tracing>>) -> Self {
+        self.tracing = tracing;
+        self
     }
 
     /// The checker in force now.
@@ -118,13 +128,29 @@ impl Gate {
 
     /// Decides `req`, answering by `until` (see [`Gate::deadline`]).
     pub async fn check_until(&self, req: &check::Request, until: Instant) -> Decision {
+        // Off: one branch, no span and no header parsing.
+        let Some(tracing) = &self.tracing else {
+            return self.decide(req, until, None).await;
+        };
+        let span = tracing.start(req);
+        let decision = self.decide(req, until, Some(span.trace_id())).await;
+        span.finish(&decision);
+        decision
+    }
+
+    async fn decide(
+        &self,
+        req: &check::Request,
+        until: Instant,
+        trace_id: Option<&str>,
+    ) -> Decision {
         let limits = self.limits.load_full();
         let permit = match &limits.permits {
             None => None,
             // No queue: under overload an immediate answer beats a pile-up of waiting checks.
             Some(sem) => match Arc::clone(sem).try_acquire_owned() {
                 Ok(p) => Some(p),
-                Err(_) => return self.refuse(req, REASON_OVERLOADED),
+                Err(_) => return self.refuse(req, REASON_OVERLOADED, trace_id),
             },
         };
         self.metrics.checks_in_flight.inc();
@@ -133,9 +159,10 @@ impl Gate {
             _permit: permit,
         };
         let checker = self.checker.load_full();
-        match tokio::time::timeout_at(until, checker.check(req, unix_now())).await {
+        let checked = checker.check_traced(req, unix_now(), trace_id);
+        match tokio::time::timeout_at(until, checked).await {
             Ok(decision) => decision,
-            Err(_) => self.refuse(req, REASON_DEADLINE),
+            Err(_) => self.refuse(req, REASON_DEADLINE, trace_id),
         }
     }
 
@@ -143,12 +170,17 @@ impl Gate {
     /// [`REASON_REQUEST_INVALID`], or 503 [`REASON_DEADLINE`] when it did not arrive in time.
     /// Counted and logged like the checker's own.
     pub fn reject(&self, reason: &'static str) -> Decision {
-        self.refuse(&check::Request::default(), reason)
+        self.refuse(&check::Request::default(), reason, None)
     }
 
     /// A denial the checker never saw, counted and logged like its own: 403 for
     /// [`REASON_REQUEST_INVALID`], 503 otherwise.
-    fn refuse(&self, req: &check::Request, reason: &'static str) -> Decision {
+    fn refuse(
+        &self,
+        req: &check::Request,
+        reason: &'static str,
+        trace_id: Option<&str>,
+    ) -> Decision {
         let status = if reason == REASON_REQUEST_INVALID {
             DenyStatus::Forbidden
         } else {
@@ -163,6 +195,7 @@ impl Gate {
             status = status.code(),
             reason,
             request_id = req.request_id.as_deref().unwrap_or(""),
+            trace_id = trace_id.unwrap_or(""),
             method = %req.method,
             host = %req.host,
             path = %req.path,

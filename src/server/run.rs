@@ -55,6 +55,9 @@ pub enum ServeError {
     /// The Redis store could not be set up.
     #[error("Redis setup failed: {0}")]
     Redis(String),
+    /// The OTLP trace exporter could not be set up.
+    #[error("tracing setup failed: {0}")]
+    Tracing(#[from] crate::otel::TracingError),
 }
 
 /// A started server.
@@ -73,6 +76,7 @@ pub struct Running {
     health: Arc<Mutex<Health>>,
     state: Arc<HttpState>,
     gate: Arc<Gate>,
+    tracing: Option<Arc<crate::otel::Tracing>>,
     reload: Mutex<ReloadState>,
     grpc_task: JoinHandle<()>,
     http_task: JoinHandle<()>,
@@ -121,6 +125,10 @@ impl Running {
         .await;
         if drained.is_err() {
             tracing::warn!("shutdown grace period ended with checks still in flight");
+        }
+        // Export the spans still buffered (blocking: the batch exporter has its own thread).
+        if let Some(t) = self.tracing {
+            let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
         }
     }
 
@@ -232,6 +240,7 @@ fn warn_restart_only(old: &Config, new: &Config) {
         ),
         ("revocation", old.revocation != new.revocation),
         ("logging", old.logging != new.logging),
+        ("tracing", old.tracing != new.tracing),
     ] {
         if changed {
             tracing::warn!(
@@ -294,7 +303,12 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         revocation.clone(),
         metrics.clone(),
     )?);
-    let gate = Arc::new(Gate::new(checker, &config.limits, metrics.clone()));
+    let tracing = match &config.tracing {
+        Some(t) => Some(Arc::new(crate::otel::Tracing::new(t)?)),
+        None => None,
+    };
+    let gate =
+        Arc::new(Gate::new(checker, &config.limits, metrics.clone()).with_tracing(tracing.clone()));
     let cancel = CancellationToken::new();
 
     let grpc_listener = bind(config.server.grpc_addr).await?;
@@ -391,6 +405,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         health,
         state,
         gate,
+        tracing,
         reload: Mutex::new(ReloadState {
             config: config.clone(),
             refreshers,

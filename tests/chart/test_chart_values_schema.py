@@ -29,6 +29,8 @@ BAD_VALUES = {
     "unknown identity source": ({"config": {"identity": {"sources": ["header"]}}}, "/config/identity/sources/0"),
     "unknown xfcc proxy_mode": ({"config": {"identity": {"xfcc": {"proxy_mode": "forward_only"}}}}, "/config/identity/xfcc/proxy_mode"),
     "typo inside identity.xfcc": ({"config": {"identity": {"xfcc": {"require_certs": True}}}}, "require_certs"),
+    "tracing sample_ratio over 1": ({"config": {"tracing": {"otlp_endpoint": "http://collector:4318", "sample_ratio": 2}}}, "/config/tracing/sample_ratio"),
+    "tracing without an endpoint": ({"config": {"tracing": {"service_name": "authz"}}}, "otlp_endpoint"),
     "default_action typo": ({"config": {"default_action": "reject"}}, "default_action"),
     "cpu target over 100": ({"autoscaling": {"targetCPUUtilizationPercentage": 150}}, "targetCPUUtilizationPercentage"),
     "zero replicas": ({"replicaCount": 0}, "replicaCount"),
@@ -74,7 +76,8 @@ def test_good_values_render(chart):
                                             "clock_skew": 10, "algorithms": ["ES256"]}],
                              "identity": {"sources": ["xfcc"], "trust_xfcc": True,
                                           "xfcc": {"proxy_mode": "append_forward", "require_cert": True,
-                                                   "format": "json"}}},
+                                                   "format": "json"}},
+                             "tracing": {"otlp_endpoint": "http://collector:4318", "sample_ratio": 0.1}},
                   "podDisruptionBudget": {"minAvailable": "50%"}},
                  name=RELEASE, namespace=NAMESPACE)
 
