@@ -22,4 +22,4 @@ COPY --from=builder /mesh-authz /mesh-authz
 USER 65532:65532
 EXPOSE 9001 9002
 ENTRYPOINT ["/mesh-authz"]
-CMD ["serve", "--config", "/etc/mesh-authz/config.yaml"]
+CMD ["serve", "--config", "/etc/mesh-authz/config/config.yaml"]

@@ -46,7 +46,7 @@ def test_image_defaults_to_app_version(chart):
     app_version = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["appVersion"]
     container = pod_spec(chart)["containers"][0]
     assert container["image"] == f"ghcr.io/mesh-authz/mesh-authz:{app_version}"
-    assert container["args"] == ["serve", "--config", "/etc/mesh-authz/config.yaml"]
+    assert container["args"] == ["serve", "--config", "/etc/mesh-authz/config/config.yaml"]
     tagged = pod_spec(chart, {"image": {"tag": "0.2.0-rc1"}})["containers"][0]["image"]
     assert tagged.endswith(":0.2.0-rc1")
 
@@ -54,6 +54,8 @@ def test_image_defaults_to_app_version(chart):
 def test_writable_tmp_only(chart):
     spec = pod_spec(chart)
     mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
-    assert mounts["/etc/mesh-authz/config.yaml"]["readOnly"] is True
+    assert mounts["/etc/mesh-authz/config"]["readOnly"] is True
+    # A directory mount, so ConfigMap edits reach the running pod (a subPath mount is never updated).
+    assert "subPath" not in mounts["/etc/mesh-authz/config"]
     writable = [p for p, m in mounts.items() if not m.get("readOnly")]
     assert writable == ["/tmp"]

@@ -42,7 +42,7 @@ def test_runtime_stage_user_and_command(chart):
     entry = [json.loads(rest) for word, rest in runtime if word == "ENTRYPOINT"]
     cmd = [json.loads(rest) for word, rest in runtime if word == "CMD"]
     assert entry == [["/mesh-authz"]]
-    assert cmd == [["serve", "--config", "/etc/mesh-authz/config.yaml"]]
+    assert cmd == [["serve", "--config", "/etc/mesh-authz/config/config.yaml"]]
     # The chart runs the same command, so the container's default and the chart agree.
     container = one(objects(render(chart)), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == cmd[0]
