@@ -4,8 +4,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
+use common::logs::Logs;
 use common::*;
 use envoy_types::ext_authz::v3::pb::CheckResponse;
 use envoy_types::pb::google::protobuf::value::Kind;
@@ -192,8 +192,7 @@ async fn a_client_cannot_choose_the_context_with_headers() {
 
 #[tokio::test]
 async fn a_dry_run_denial_is_reported_and_the_rule_in_force_decides() {
-    let logs = Logs::default();
-    let _guard = logs.capture();
+    let (logs, _guard) = Logs::capture(tracing::Level::INFO);
     let mut e = Env::start(config).await;
     let series = |reason: &str| {
         format!(r#"mesh_authz_checks_total{{decision="dry_run_deny",reason="{reason}"}}"#)
@@ -335,38 +334,4 @@ async fn a_dry_run_rule_never_lets_a_request_in() {
     let r = check_ctx(&mut e, Req::get("/lonely/x"), &[]).await;
     assert_eq!(verdict(&r), (403, 7));
     assert_eq!(reason(&r), "no_matching_rule");
-}
-
-/// Log lines written while the guard lives (current-thread runtime: the server runs on the
-/// test's own thread, so a thread-default subscriber sees its events).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        // A callsite first registered by a parallel test may have cached "never" for us.
-        tracing::callsite::rebuild_interest_cache();
-        guard
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
 }

@@ -1,6 +1,9 @@
 //! JWKS sources over real HTTP(S) and files: loading, discovery, rotation, single-flight refetch,
 //! refusal of bad fetches (the previous good set is kept) and the background refresh loop.
 
+#[path = "common/logs.rs"]
+mod logs;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +28,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+use logs::Logs;
 
 // ---------- keys and documents ----------
 
@@ -833,71 +838,6 @@ async fn the_background_loop_keeps_retrying_after_failures() {
 
 // ---------- what an operator sees: dropped keys, TLS failures in words, issuer mismatch ----------
 
-/// Log lines written while the guard lives (current-thread runtime: the test's own thread).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Held while a test captures logs; the capturing tests take turns.
-///
-/// A scoped subscriber races with tracing's global callsite-interest cache: a callsite that
-/// another test thread is registering for the first time while ours is installed can be cached as
-/// "never" and then miss our events. [`Logs::settle`] rebuilds that cache once every callsite the
-/// test will hit has been registered.
-struct CaptureGuard {
-    _subscriber: tracing::subscriber::DefaultGuard,
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
-
-static CAPTURE_TURN: Mutex<()> = Mutex::new(());
-
-impl Logs {
-    fn capture() -> (Self, CaptureGuard) {
-        let turn = CAPTURE_TURN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish();
-        let guard = CaptureGuard {
-            _subscriber: tracing::subscriber::set_default(subscriber),
-            _turn: turn,
-        };
-        Logs::settle();
-        (logs, guard)
-    }
-
-    /// Recomputes every registered callsite's interest with our subscriber installed.
-    fn settle() {
-        tracing::callsite::rebuild_interest_cache();
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-
-    fn warnings(&self) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|l| l.contains(" WARN "))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
 fn dropped(metrics: &Metrics, reason: &str) -> u64 {
     metrics
         .jwks_keys_dropped
@@ -907,7 +847,7 @@ fn dropped(metrics: &Metrics, reason: &str) -> u64 {
 
 #[tokio::test]
 async fn dropped_keys_are_logged_with_their_reason_and_counted() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture(tracing::Level::DEBUG);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwks.json");
     let weak_n = B64.encode([0xffu8; 128]);
@@ -1003,7 +943,7 @@ fn ca_as_server_pki() -> Pki {
 
 #[tokio::test]
 async fn a_tls_failure_is_said_in_words_once() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture(tracing::Level::DEBUG);
     let pki = ca_as_server_pki();
     let shared = Shared::new(jwks(&[rsa_jwk("tls")]));
     let addr = start_https(Arc::clone(&shared), &pki).await;

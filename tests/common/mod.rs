@@ -2,6 +2,7 @@
 //! envoy-types gRPC client, and certificates made with rcgen.
 #![allow(dead_code)]
 
+pub mod logs;
 pub mod process;
 
 pub mod redis;
