@@ -167,6 +167,44 @@ impl Drop for RedisServer {
     }
 }
 
+/// Starts `count` cluster-enabled nodes (each with `extra` arguments) and joins them with
+/// `redis-cli --cluster create`, `replicas` replicas per master. Waiting for the cluster to settle
+/// is the caller's.
+fn create_cluster(count: usize, replicas: u8, extra: &[&str]) -> Vec<RedisServer> {
+    let nodes: Vec<RedisServer> = (0..count)
+        .map(|_| {
+            let bus = free_port().to_string();
+            let mut args = vec![
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-port",
+                &bus,
+            ];
+            args.extend_from_slice(extra);
+            RedisServer::start_with(free_port(), &args)
+        })
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let replicas = replicas.to_string();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", &replicas, "--cluster-yes"])
+        .output()
+        .expect("run redis-cli --cluster create");
+    assert!(
+        out.status.success(),
+        "cluster create failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    nodes
+}
+
 /// A 3-master Redis Cluster on loopback.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
@@ -174,39 +212,7 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                let bus = free_port().to_string();
-                RedisServer::start_with(
-                    free_port(),
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-port",
-                        &bus,
-                        "--cluster-node-timeout",
-                        "2000",
-                    ],
-                )
-            })
-            .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let nodes = create_cluster(3, 0, &["--cluster-node-timeout", "2000"]);
         let deadline = Instant::now() + Duration::from_secs(20);
         for n in &nodes {
             while !n.cli(&["cluster", "info"]).contains("cluster_state:ok") {
@@ -238,43 +244,18 @@ pub struct ReplicatedCluster {
 impl ReplicatedCluster {
     pub fn start(node_timeout_ms: u32) -> ReplicatedCluster {
         let timeout = node_timeout_ms.to_string();
-        let nodes: Vec<RedisServer> = (0..6)
-            .map(|_| {
-                let bus = free_port().to_string();
-                RedisServer::start_with(
-                    free_port(),
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-port",
-                        &bus,
-                        "--cluster-node-timeout",
-                        &timeout,
-                        "--cluster-replica-validity-factor",
-                        "0",
-                        // The slots of healthy masters keep answering while one master is down.
-                        "--cluster-require-full-coverage",
-                        "no",
-                    ],
-                )
-            })
-            .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
+        let nodes = create_cluster(
+            6,
+            1,
+            &[
+                "--cluster-node-timeout",
+                &timeout,
+                "--cluster-replica-validity-factor",
+                "0",
+                // The slots of healthy masters keep answering while one master is down.
+                "--cluster-require-full-coverage",
+                "no",
+            ],
         );
         let c = ReplicatedCluster { nodes };
         let deadline = Instant::now() + Duration::from_secs(30);
