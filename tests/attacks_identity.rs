@@ -92,23 +92,7 @@ struct Leaf {
 }
 
 fn leaf(pki: &Pki, uris: &[&str], dns: &[&str]) -> Leaf {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    for u in uris {
-        params.subject_alt_names.push(rcgen::SanType::URI(
-            rcgen::string::Ia5String::try_from(*u).unwrap(),
-        ));
-    }
-    for d in dns {
-        params.subject_alt_names.push(rcgen::SanType::DnsName(
-            rcgen::string::Ia5String::try_from(*d).unwrap(),
-        ));
-    }
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "client");
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &pki.ca).unwrap();
-    let pem = cert.pem();
+    let (pem, _key) = pki.san_leaf(uris, dns);
     let sha_hex = hex::encode(certificate::sha256_of_pem(&pem).unwrap());
     Leaf { pem, sha_hex }
 }

@@ -727,27 +727,6 @@ async fn envoy_reaches_mesh_authz_over_mtls() {
 // Identity forged through certificate SANs (Envoy copies URI/DNS SANs into XFCC unescaped)
 // ---------------------------------------------------------------------------------------------
 
-/// A client certificate from `pki` with arbitrary URI and DNS SAN text (rcgen writes any IA5).
-fn san_leaf(pki: &Pki, uris: &[&str], dns: &[&str]) -> (String, String) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    for u in uris {
-        params.subject_alt_names.push(rcgen::SanType::URI(
-            rcgen::string::Ia5String::try_from(*u).unwrap(),
-        ));
-    }
-    for d in dns {
-        params.subject_alt_names.push(rcgen::SanType::DnsName(
-            rcgen::string::Ia5String::try_from(*d).unwrap(),
-        ));
-    }
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "client");
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &pki.ca).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
 fn injection_config(jwks_uri: &str, identity: &str) -> String {
     authz_config(jwks_uri, identity, "").replace(
         "rules:\n",
@@ -782,32 +761,32 @@ async fn xfcc_san_injection_through_envoy() {
     let attacks: Vec<(&str, (String, String), String)> = vec![
         (
             "';' in URI SAN",
-            san_leaf(pki, &[&semicolon_uri], &[]),
+            pki.san_leaf(&[&semicolon_uri], &[]),
             format!("URI={semicolon_uri}"),
         ),
         (
             "',' in URI SAN",
-            san_leaf(pki, &[&split_uri], &[]),
+            pki.san_leaf(&[&split_uri], &[]),
             format!("URI={split_uri}"),
         ),
         (
             "',' in URI SAN + victim Cert",
-            san_leaf(pki, &[&replay_uri], &[]),
+            pki.san_leaf(&[&replay_uri], &[]),
             format!("URI={replay_uri}"),
         ),
         (
             "'\"' around a URI SAN",
-            san_leaf(pki, &[&quoted_uri], &[]),
+            pki.san_leaf(&[&quoted_uri], &[]),
             format!("URI={quoted_uri}"),
         ),
         (
             "';' in DNS SAN",
-            san_leaf(pki, &[], &[&semicolon_dns]),
+            pki.san_leaf(&[], &[&semicolon_dns]),
             format!("DNS={semicolon_dns}"),
         ),
         (
             "',' in DNS SAN",
-            san_leaf(pki, &[SPIFFE_OK], &[&split_dns]),
+            pki.san_leaf(&[SPIFFE_OK], &[&split_dns]),
             format!("DNS={split_dns}"),
         ),
     ];

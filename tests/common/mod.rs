@@ -295,6 +295,28 @@ impl Pki {
     }
 
     /// A server leaf with `dns` as its only SAN; returns (cert PEM, key PEM).
+    /// A client certificate with arbitrary URI and DNS SAN text (rcgen writes any IA5, so a SAN
+    /// may carry XFCC separators): (cert PEM, key PEM).
+    pub fn san_leaf(&self, uris: &[&str], dns: &[&str]) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        for u in uris {
+            params.subject_alt_names.push(rcgen::SanType::URI(
+                rcgen::string::Ia5String::try_from(*u).unwrap(),
+            ));
+        }
+        for d in dns {
+            params.subject_alt_names.push(rcgen::SanType::DnsName(
+                rcgen::string::Ia5String::try_from(*d).unwrap(),
+            ));
+        }
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "client");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     pub fn server(&self, dns: &str) -> (String, String) {
         let mut params = rcgen::CertificateParams::new(vec![dns.to_string()]).unwrap();
         params
