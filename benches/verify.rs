@@ -1,12 +1,15 @@
 //! The cost of one signature verification, per algorithm, three ways:
 //! - `raw`: aws-lc-rs `ParsedPublicKey::verify_sig` with a pre-parsed key and pre-decoded
 //!   signature — the limit;
-//! - `mesh_authz`: `mesh_authz::token::verify::verify_with_keys` on the compact token (parse,
+//! - `mesh_authz`: `mesh_authz_core::token::verify::verify_with_keys` on the compact token (parse,
 //!   base64, claims, key lookup, verify) — mesh-authz's cold path minus the cache;
 //! - `jsonwebtoken_naive`: `jsonwebtoken::decode` rebuilding the `DecodingKey` from the JWK on
 //!   every call, as a naive integration would.
 //!
 //! `bench/run` reads the medians from `target/criterion/verify_*/*/new/estimates.json`.
+
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -18,19 +21,16 @@ use aws_lc_rs::signature::{
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
-use mesh_authz::config::ProviderConfig;
-use mesh_authz::issuer::{self, MintOptions};
-use mesh_authz::token::Algorithm;
-use mesh_authz::token::jwk::KeySet;
-use mesh_authz::token::verify::verify_with_keys;
+use mesh_authz::tools::issuer::{self, MintOptions};
+use mesh_authz_core::config::ProviderConfig;
+use mesh_authz_core::token::Algorithm;
+use mesh_authz_core::token::jwk::KeySet;
+use mesh_authz_core::token::verify::verify_with_keys;
 
 const ISS: &str = "https://issuer.bench";
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    mesh_authz_core::clock::unix_now()
 }
 
 fn bench_alg(c: &mut Criterion, name: &str, alg: Algorithm, bits: usize) {

@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{self, Config};
-use crate::issuer::{self, GeneratedKey, IssuerError, MintOptions};
-use crate::token::Algorithm;
+use crate::tools::issuer::{self, GeneratedKey, IssuerError, MintOptions};
+use mesh_authz_core::compile::{self, Compiled};
+use mesh_authz_core::token::Algorithm;
 
 /// The dev issuer's `iss`.
 pub const DEV_ISSUER: &str = "https://dev.mesh-authz.local";
@@ -16,8 +16,8 @@ pub const DEV_KID: &str = "dev-1";
 
 /// A dev setup: the config to serve and a key to mint tokens with.
 pub struct DevSetup {
-    /// The config (`jwks.file` points into the setup's directory).
-    pub config: Config,
+    /// The config, compiled (`jwks.file` points into the setup's directory).
+    pub config: Compiled,
     /// The ephemeral signing key (never written outside the temp dir).
     pub key: GeneratedKey,
 }
@@ -60,7 +60,7 @@ logging:
 "#,
         jwks = serde_json::to_string(&jwks.display().to_string())?,
     );
-    let config = config::from_str_with_env(&yaml, Vec::new())
+    let config = compile::from_str_with_env(&yaml, Vec::new())
         .map_err(|e| anyhow::anyhow!("dev config is invalid:\n{e}"))?;
     Ok(DevSetup { config, key })
 }

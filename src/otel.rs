@@ -19,8 +19,8 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 
-use crate::check::{Decision, DenyStatus, Request};
-use crate::config::TracingConfig;
+use mesh_authz_core::check::{Decision, DenyStatus, Request};
+use mesh_authz_core::config::TracingConfig;
 
 /// The span every check gets.
 pub const SPAN_NAME: &str = "mesh_authz.check";

@@ -3,9 +3,12 @@
 //! Labels are bounded: decision, reason (a fixed set), provider (from config), outcome, source.
 //! Never a label per user, token or path.
 
+use std::sync::{Arc, OnceLock};
+
+use mesh_authz_core::metrics::{CheckOutcome, MetricsSink};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric mesh-authz exports, registered in its own registry.
@@ -44,6 +47,9 @@ pub struct Metrics {
 
 impl Metrics {
     /// Creates and registers every metric.
+    // The definitions are constants (valid names, fixed labels): they cannot fail, and every
+    // metric is rendered by the tests.
+    #[allow(clippy::expect_used)]
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("mesh_authz".into()), None)
             .unwrap_or_else(|_| Registry::new());
@@ -170,6 +176,98 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The core's metrics sink over these metrics, with the allow path's series looked up once.
+    pub fn core_sink(&self) -> Arc<dyn MetricsSink> {
+        Arc::new(CoreSink::new(self.clone()))
+    }
+}
+
+/// [`MetricsSink`] for the check core: the series every allowed check touches are resolved once
+/// instead of by label on every check.
+struct CoreSink {
+    metrics: Metrics,
+    allowed: IntCounter,
+    allow_duration: Histogram,
+    deny_duration: Histogram,
+    cache_hits: IntCounter,
+    cache_misses: IntCounter,
+    /// `revocation_lookups_total{outcome="active"}` by source, created on a source's first
+    /// lookup so that `/metrics` shows no series for sources the configured store never uses.
+    revocation_active: [(&'static str, OnceLock<IntCounter>); 3],
+}
+
+impl CoreSink {
+    fn new(metrics: Metrics) -> Self {
+        let active = |source: &'static str| (source, OnceLock::new());
+        Self {
+            allowed: metrics.checks.with_label_values(&["allow", "ok"]),
+            allow_duration: metrics.check_duration.with_label_values(&["allow"]),
+            deny_duration: metrics.check_duration.with_label_values(&["deny"]),
+            cache_hits: metrics.token_cache.with_label_values(&["hit"]),
+            cache_misses: metrics.token_cache.with_label_values(&["miss"]),
+            revocation_active: [active("memory"), active("cache"), active("redis")],
+            metrics,
+        }
+    }
+}
+
+impl MetricsSink for CoreSink {
+    fn check_answered(&self, outcome: CheckOutcome, reason: &'static str, seconds: Option<f64>) {
+        match outcome {
+            CheckOutcome::Allow => {
+                self.allowed.inc();
+                if let Some(s) = seconds {
+                    self.allow_duration.observe(s);
+                }
+            }
+            CheckOutcome::Deny => {
+                self.metrics
+                    .checks
+                    .with_label_values(&["deny", reason])
+                    .inc();
+                if let Some(s) = seconds {
+                    self.deny_duration.observe(s);
+                }
+            }
+            CheckOutcome::DryRunDeny => self
+                .metrics
+                .checks
+                .with_label_values(&["dry_run_deny", reason])
+                .inc(),
+        }
+    }
+
+    fn token_cache(&self, hit: bool) {
+        if hit {
+            self.cache_hits.inc();
+        } else {
+            self.cache_misses.inc();
+        }
+    }
+
+    fn token_cache_entries(&self, entries: u64) {
+        self.metrics
+            .token_cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    fn revocation_lookup(&self, source: &'static str, outcome: &'static str) {
+        match self.revocation_active.iter().find(|(s, _)| *s == source) {
+            Some((_, counter)) if outcome == "active" => counter
+                .get_or_init(|| {
+                    self.metrics
+                        .revocation_lookups
+                        .with_label_values(&[source, "active"])
+                })
+                .inc(),
+            _ => self
+                .metrics
+                .revocation_lookups
+                .with_label_values(&[source, outcome])
+                .inc(),
+        }
     }
 }
 

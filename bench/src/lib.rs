@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use mesh_authz::issuer::{self, MintOptions};
+use mesh_authz::tools::issuer::{self, MintOptions};
 
 /// Issuer every benchmark token carries.
 pub const ISSUER: &str = "https://issuer.bench";
@@ -20,10 +20,7 @@ pub const KEYS: &[(&str, &str, usize)] = &[
 
 /// Unix time now, in seconds.
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    mesh_authz_core::clock::unix_now()
 }
 
 /// Mints one token signed by `private_pem` under `kid`; `n` makes the subject (and with the random
@@ -69,9 +66,10 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     // Field 3 (state) is fields[0]; utime is field 14, stime field 15.
     let utime: f64 = fields.get(11).context("no utime")?.parse()?;
     let stime: f64 = fields.get(12).context("no stime")?.parse()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    let hz = match rustix::param::clock_ticks_per_second() {
+        0 => 100.0,
+        hz => hz as f64,
+    };
     Ok((utime + stime) / hz)
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use mesh_authz::token::extract;
+use mesh_authz_core::token::extract;
 
 fuzz_target!(|data: &[u8]| {
     let value = String::from_utf8_lossy(data).into_owned();

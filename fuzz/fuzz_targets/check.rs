@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mesh_authz::check::{Checker, Decision, PeerInfo, Request};
-use mesh_authz::config;
-use mesh_authz::issuer::{self, MintOptions};
-use mesh_authz::revocation::memory::MemoryStore;
+use mesh_authz_core::check::{Checker, Decision, PeerInfo, Request};
+use mesh_authz_core::config;
+use mesh_authz::tools::issuer::{self, MintOptions};
+use mesh_authz_core::revocation::MemoryStore;
 use mesh_authz::telemetry::Metrics;
-use mesh_authz::token::Algorithm;
-use mesh_authz::token::extract;
-use mesh_authz::token::verify::Verifier;
+use mesh_authz_core::token::Algorithm;
+use mesh_authz_core::token::extract;
+use mesh_authz_core::token::verify::Verifier;
 use tokio_util::sync::CancellationToken;
 
 const NOW: i64 = 1_800_000_000;
@@ -102,20 +102,24 @@ rules:
 "#,
             jwks.display()
         );
-        let cfg = config::from_str_with_env(&yaml, Vec::new()).expect("fuzz config");
+        let compiled =
+            mesh_authz_core::compile::from_str_with_env(&yaml, Vec::new()).expect("fuzz config");
         let metrics = Metrics::new();
-        let verifier = Arc::new(
-            Verifier::new(&cfg.providers, &cfg.limits, metrics.clone()).expect("verifier"),
-        );
+        let (verifier, caches) =
+            mesh_authz::jwks::build_verifier(&compiled, &metrics, &[]).expect("verifier");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        // Load the keys once; no background refresh (it would only run inside block_on anyway).
-        rt.block_on(verifier.start(CancellationToken::new()));
+        // Load the keys once; no background refresh.
+        rt.block_on(mesh_authz::jwks::load_all(&caches));
         assert!(verifier.ready(), "JWKS file not loaded");
-        let checker =
-            Checker::new(&cfg, verifier, Arc::new(MemoryStore::new()), metrics).expect("checker");
+        let checker = Checker::new(
+            &compiled,
+            Arc::new(verifier),
+            Arc::new(MemoryStore::new()),
+            metrics.core_sink(),
+        );
         Fixture {
             rt,
             checker,

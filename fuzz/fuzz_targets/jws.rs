@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mesh_authz::token::claims::parse_claims;
-use mesh_authz::token::jws;
+use mesh_authz_core::token::claims::parse_claims;
+use mesh_authz_core::token::jws;
 
 fuzz_target!(|data: &[u8]| {
     // Claims parser on raw bytes (the payload after base64url decoding).

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mesh_authz::identity::xfcc::{self, MAX_XFCC_ELEMENTS, MAX_XFCC_LEN, XfccKey};
+use mesh_authz_core::identity::xfcc::{self, MAX_XFCC_ELEMENTS, MAX_XFCC_LEN, XfccKey};
 
 fn print(elements: &[Vec<(XfccKey, String)>]) -> String {
     elements

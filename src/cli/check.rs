@@ -16,7 +16,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// `check` arguments.
 #[derive(Args, Debug)]
-pub struct CheckArgs {
+pub(super) struct CheckArgs {
     /// The server's gRPC address.
     #[arg(long, default_value = "127.0.0.1:9001")]
     addr: String,
@@ -59,7 +59,7 @@ pub struct CheckArgs {
     key: Option<PathBuf>,
 }
 
-pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let channel = connect(&args).await?;
     let mut headers: HashMap<String, String> = HashMap::new();
     for h in &args.headers {

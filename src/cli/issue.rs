@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use mesh_authz::issuer::{self, MintOptions};
-use mesh_authz::token::Algorithm;
+use mesh_authz::tools::issuer::{self, MintOptions};
+use mesh_authz_core::token::Algorithm;
 use serde_json::{Map, Value};
 
 /// `keygen` arguments.
 #[derive(Args, Debug)]
-pub struct KeygenArgs {
+pub(super) struct KeygenArgs {
     /// RS256 (default), RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA.
     #[arg(long, default_value = "RS256")]
     alg: Algorithm,
@@ -32,7 +32,7 @@ pub struct KeygenArgs {
 
 /// `mint` arguments.
 #[derive(Args, Debug)]
-pub struct MintArgs {
+pub(super) struct MintArgs {
     /// Private key PEM (PKCS#8, as `keygen` writes).
     #[arg(long)]
     key: PathBuf,
@@ -72,10 +72,10 @@ pub struct MintArgs {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    mesh_authz::config::duration::parse(s)
+    mesh_authz_core::config::duration::parse(s)
 }
 
-pub fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     let key = issuer::generate_key(args.alg, args.bits, &args.kid)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -114,16 +114,16 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn mint(args: MintArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn mint(args: MintArgs) -> anyhow::Result<ExitCode> {
     let pem = std::fs::read_to_string(&args.key)
         .with_context(|| format!("reading {}", args.key.display()))?;
     let cnf = match &args.bind_cert {
         Some(p) => {
             let cert =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let digest = mesh_authz::identity::certificate::sha256_of_pem(&cert)
+            let digest = mesh_authz_core::identity::certificate::sha256_of_pem(&cert)
                 .with_context(|| format!("{}", p.display()))?;
-            Some(mesh_authz::identity::certificate::thumbprint_b64url(
+            Some(mesh_authz_core::identity::certificate::thumbprint_b64url(
                 &digest,
             ))
         }
@@ -145,7 +145,7 @@ pub fn mint(args: MintArgs) -> anyhow::Result<ExitCode> {
             sub: args.sub,
             aud: args.aud,
             ttl: args.ttl,
-            now: mesh_authz::server::grpc::unix_now(),
+            now: mesh_authz_core::clock::unix_now(),
             kid: args.kid,
             alg: args.alg,
             scope: args.scope,

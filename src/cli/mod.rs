@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 /// External authorization for Envoy and Istio: mTLS identity + JWT + revocation.
 #[derive(Parser, Debug)]
 #[command(name = "mesh-authz", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -46,7 +46,7 @@ enum Command {
 }
 
 /// Runs the parsed command; the exit code says allow (0), deny (1) or error (2) where that applies.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::CheckConfig { config } => check_config(&config),
@@ -61,10 +61,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    match mesh_authz::config::load(path) {
-        Ok(config) => {
-            print!("{}", serde_saphyr::to_string(&config)?);
-            for w in config_warnings(&config) {
+    match mesh_authz_core::compile::load(path) {
+        Ok(compiled) => {
+            let config = compiled.config();
+            print!("{}", serde_saphyr::to_string(config)?);
+            for w in config_warnings(config) {
                 eprintln!("warning: {w}");
             }
             eprintln!("{}: OK", path.display());
@@ -82,7 +83,7 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 /// What a valid config may still get wrong: a provider that skips the `aud` check, and, for a
 /// `file:` JWKS, each key the server would drop (with its reason) or a file without usable keys.
-fn config_warnings(config: &mesh_authz::config::Config) -> Vec<String> {
+fn config_warnings(config: &mesh_authz_core::config::Config) -> Vec<String> {
     let mut warnings = Vec::new();
     for (i, p) in config.providers.iter().enumerate() {
         if p.allow_any_audience {
@@ -93,7 +94,7 @@ fn config_warnings(config: &mesh_authz::config::Config) -> Vec<String> {
             ));
         }
         if let Some(file) = &p.jwks.file {
-            let (result, dropped) = mesh_authz::token::jwks::inspect_file(file);
+            let (result, dropped) = mesh_authz::jwks::inspect_file(file);
             for d in &dropped {
                 warnings.push(format!("providers[{i}].jwks.file: {d}: dropped"));
             }

@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use mesh_authz::config::RedisConfig;
-use mesh_authz::revocation::redis::RedisStore;
-use mesh_authz::revocation::{RevocationStore, RevokedBy, Status, TokenRef};
+use mesh_authz::redis_store::RedisStore;
 use mesh_authz::server::admin::pb;
 use mesh_authz::server::admin::pb::revocation_service_client::RevocationServiceClient;
 use mesh_authz::telemetry::Metrics;
+use mesh_authz_core::config::RedisConfig;
+use mesh_authz_core::revocation::{RevocationStore, RevokedBy, Status, TokenRef};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// Where to send the change: an admin API or a Redis.
 #[derive(Args, Debug)]
-pub struct Target {
+pub(super) struct Target {
     /// Admin API address (`host:port`), reached over TLS with a client certificate.
     #[arg(long, required_unless_present = "redis", conflicts_with = "redis")]
     admin: Option<String>,
@@ -53,7 +53,7 @@ pub struct Target {
 
 /// `revoke` arguments.
 #[derive(Args, Debug)]
-pub struct RevokeArgs {
+pub(super) struct RevokeArgs {
     /// Revoke this token id.
     #[arg(long, required_unless_present = "sub", conflicts_with = "sub")]
     jti: Option<String>,
@@ -74,7 +74,7 @@ pub struct RevokeArgs {
 
 /// `unrevoke` arguments.
 #[derive(Args, Debug)]
-pub struct UnrevokeArgs {
+pub(super) struct UnrevokeArgs {
     /// Lift this token id's revocation.
     #[arg(long, required_unless_present = "sub", conflicts_with = "sub")]
     jti: Option<String>,
@@ -87,7 +87,7 @@ pub struct UnrevokeArgs {
 
 /// `status` arguments.
 #[derive(Args, Debug)]
-pub struct StatusArgs {
+pub(super) struct StatusArgs {
     /// The token's `jti`.
     #[arg(long)]
     jti: Option<String>,
@@ -106,14 +106,14 @@ pub struct StatusArgs {
 
 /// `confirm-epoch` arguments.
 #[derive(Args, Debug)]
-pub struct ConfirmEpochArgs {
+pub(super) struct ConfirmEpochArgs {
     #[command(flatten)]
     target: Target,
 }
 
 /// `mesh-authz confirm-epoch`: re-add what was lost first (the revocations still needed), then
 /// run this so the replicas that failed closed on the lost set serve again.
-pub async fn confirm_epoch(args: ConfirmEpochArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn confirm_epoch(args: ConfirmEpochArgs) -> anyhow::Result<ExitCode> {
     if args.target.admin.is_some() {
         bail!("confirm-epoch works on Redis directly: use --redis");
     }
@@ -132,13 +132,6 @@ enum Backend {
 
 /// How long a `revoke --jti` without `--exp` lasts: one year.
 const DEFAULT_EXP_SECS: i64 = 365 * 24 * 3600;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 async fn backend(t: &Target) -> anyhow::Result<Backend> {
     if let Some(addr) = &t.admin {
@@ -201,7 +194,7 @@ async fn backend(t: &Target) -> anyhow::Result<Backend> {
 
 fn parse_before(before: Option<&str>) -> anyhow::Result<i64> {
     match before {
-        None | Some("now") => Ok(now()),
+        None | Some("now") => Ok(mesh_authz_core::clock::unix_now()),
         Some(t) => t
             .parse::<i64>()
             .ok()
@@ -211,14 +204,17 @@ fn parse_before(before: Option<&str>) -> anyhow::Result<i64> {
 }
 
 /// `mesh-authz revoke`.
-pub async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     let backend = backend(&args.target).await?;
     match (&args.jti, &args.sub) {
         (Some(jti), _) => {
-            let exp = args
-                .exp
-                .unwrap_or_else(|| now().saturating_add(DEFAULT_EXP_SECS));
-            if exp < now().saturating_sub(mesh_authz::revocation::redis::JTI_GRACE_SECS) {
+            let exp = args.exp.unwrap_or_else(|| {
+                mesh_authz_core::clock::unix_now().saturating_add(DEFAULT_EXP_SECS)
+            });
+            if exp
+                < mesh_authz_core::clock::unix_now()
+                    .saturating_sub(mesh_authz::redis_store::JTI_GRACE_SECS)
+            {
                 bail!("--exp is in the past: pass the token's exp (unix seconds)");
             }
             match backend {
@@ -253,7 +249,7 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `mesh-authz unrevoke`.
-pub async fn unrevoke(args: UnrevokeArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn unrevoke(args: UnrevokeArgs) -> anyhow::Result<ExitCode> {
     use pb::unrevoke_request::Target as T;
     let backend = backend(&args.target).await?;
     let target = match (&args.jti, &args.sub) {
@@ -276,7 +272,7 @@ pub async fn unrevoke(args: UnrevokeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `mesh-authz status`: exit 0 when active, 1 when revoked.
-pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if args.jti.is_none() && args.sub.is_none() && args.parent_jti.is_none() {
         bail!("one of --jti, --sub, --parent-jti is required");
     }

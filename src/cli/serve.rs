@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use mesh_authz::config::{self, Config, LogFormat};
 use mesh_authz::server;
+use mesh_authz_core::compile::compile;
+use mesh_authz_core::config::{self, Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// `serve` arguments.
 #[derive(Args, Debug)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// The config file (YAML or JSON).
     #[arg(long, env = "MESH_AUTHZ_CONFIG", conflicts_with = "dev")]
     config: Option<PathBuf>,
@@ -28,7 +29,7 @@ pub struct ServeArgs {
     http_addr: Option<String>,
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.dev {
         return dev(args).await;
     }
@@ -48,8 +49,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     override_addrs(&mut config, args.grpc_addr.clone(), args.http_addr.clone())?;
-    init_logging(&config);
-    raise_open_files_limit(&config);
+    let compiled = match compile(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{}: invalid config:", path.display());
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    init_logging(compiled.config());
+    raise_open_files_limit(compiled.config());
     // SIGHUP and a change to the file (or a JWKS file source) re-read the same file with the
     // same environment and address overrides.
     let reload = move || {
@@ -59,7 +70,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )?;
         Ok(config)
     };
-    server::run_with_reload_and_watch(&config, &reload, watch).await?;
+    server::run_with_reload_and_watch(&compiled, &reload, watch).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -68,10 +79,10 @@ async fn dev(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let grpc = args.grpc_addr.unwrap_or_else(|| "127.0.0.1:9001".into());
     let http = args.http_addr.unwrap_or_else(|| "127.0.0.1:9002".into());
     let setup = mesh_authz::dev::setup(dir.path(), &grpc, &http)?;
-    init_logging(&setup.config);
-    raise_open_files_limit(&setup.config);
+    init_logging(setup.config.config());
+    raise_open_files_limit(setup.config.config());
     let running = server::start(&setup.config).await?;
-    let now = server::grpc::unix_now();
+    let now = mesh_authz_core::clock::unix_now();
     let token = mesh_authz::dev::token(
         &setup.key,
         "dev-user",

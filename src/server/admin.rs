@@ -14,9 +14,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
-use crate::config::AdminConfig;
-use crate::identity::certificate;
-use crate::revocation::{RevocationEntry, RevocationStore, RevokedBy, TokenRef};
+use mesh_authz_core::config::AdminConfig;
+use mesh_authz_core::identity::certificate;
+use mesh_authz_core::revocation::{RevocationEntry, RevocationStore, RevokedBy, TokenRef};
 
 /// Code generated from `proto/mesh_authz/admin/v1/revocation.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -33,8 +33,8 @@ pub const DEFAULT_LIST_LIMIT: u32 = 100;
 /// Largest `ListRecent` page.
 pub const MAX_LIST_LIMIT: u32 = 1000;
 /// How far in the past a `RevokeToken` `expires_at` may lie (the largest clock skew a provider
-/// may allow, as [`crate::revocation::redis::JTI_GRACE_SECS`]); older is refused.
-pub const MAX_EXPIRED_SKEW_SECS: i64 = crate::revocation::redis::JTI_GRACE_SECS;
+/// may allow, as [`crate::redis_store::JTI_GRACE_SECS`]); older is refused.
+pub const MAX_EXPIRED_SKEW_SECS: i64 = crate::redis_store::JTI_GRACE_SECS;
 
 /// The admin listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -148,16 +148,9 @@ fn optional_id<'a>(field: &str, v: &'a str) -> Result<Option<&'a str>, Status> {
     Ok(Some(v))
 }
 
-fn unavailable(e: crate::revocation::StoreError) -> Status {
+fn unavailable(e: mesh_authz_core::revocation::StoreError) -> Status {
     tracing::warn!(error = %e, "admin API: revocation store failed");
     Status::unavailable("revocation store unavailable")
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[tonic::async_trait]
@@ -175,7 +168,7 @@ impl RevocationService for AdminService {
         }
         // A revocation that ends before the token does would silently lapse while the token is
         // still accepted; past `exp` plus the largest clock skew the token is dead anyway.
-        if r.expires_at < now().saturating_sub(MAX_EXPIRED_SKEW_SECS) {
+        if r.expires_at < mesh_authz_core::clock::unix_now().saturating_sub(MAX_EXPIRED_SKEW_SECS) {
             return Err(Status::invalid_argument(
                 "expires_at is in the past: pass the token's exp (unix seconds)",
             ));
@@ -194,7 +187,7 @@ impl RevocationService for AdminService {
         let r = request.into_inner();
         check_id("sub", &r.sub)?;
         let before = match r.before {
-            0 => now(),
+            0 => mesh_authz_core::clock::unix_now(),
             b if b < 0 => return Err(Status::invalid_argument("before must not be negative")),
             b => b,
         };
@@ -245,10 +238,16 @@ impl RevocationService for AdminService {
         }
         let status = self.store.status(token).await.map_err(unavailable)?;
         let by = match status {
-            crate::revocation::Status::Active => None,
-            crate::revocation::Status::Revoked(RevokedBy::Jti) => Some(pb::RevokedBy::Jti),
-            crate::revocation::Status::Revoked(RevokedBy::Subject) => Some(pb::RevokedBy::Subject),
-            crate::revocation::Status::Revoked(RevokedBy::Parent) => Some(pb::RevokedBy::Parent),
+            mesh_authz_core::revocation::Status::Active => None,
+            mesh_authz_core::revocation::Status::Revoked(RevokedBy::Jti) => {
+                Some(pb::RevokedBy::Jti)
+            }
+            mesh_authz_core::revocation::Status::Revoked(RevokedBy::Subject) => {
+                Some(pb::RevokedBy::Subject)
+            }
+            mesh_authz_core::revocation::Status::Revoked(RevokedBy::Parent) => {
+                Some(pb::RevokedBy::Parent)
+            }
         };
         Ok(Response::new(pb::GetStatusResponse {
             revoked: by.is_some(),
@@ -301,7 +300,7 @@ impl RevocationService for AdminService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revocation::memory::MemoryStore;
+    use mesh_authz_core::revocation::MemoryStore;
 
     fn svc() -> AdminService {
         AdminService::new(Arc::new(MemoryStore::default()))
@@ -315,7 +314,7 @@ mod tests {
             let e = s
                 .revoke_token(Request::new(pb::RevokeTokenRequest {
                     jti: jti.into(),
-                    expires_at: now() + 600,
+                    expires_at: mesh_authz_core::clock::unix_now() + 600,
                 }))
                 .await
                 .unwrap_err();
@@ -333,7 +332,7 @@ mod tests {
         let e = s
             .revoke_token(Request::new(pb::RevokeTokenRequest {
                 jti: "ok".into(),
-                expires_at: now() - MAX_EXPIRED_SKEW_SECS - 60,
+                expires_at: mesh_authz_core::clock::unix_now() - MAX_EXPIRED_SKEW_SECS - 60,
             }))
             .await
             .unwrap_err();
@@ -348,7 +347,7 @@ mod tests {
     #[tokio::test]
     async fn revoke_status_unrevoke_on_memory() {
         let s = svc();
-        let exp = now() + 600;
+        let exp = mesh_authz_core::clock::unix_now() + 600;
         s.revoke_token(Request::new(pb::RevokeTokenRequest {
             jti: "t1".into(),
             expires_at: exp,

@@ -15,11 +15,11 @@ use arc_swap::ArcSwap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::grpc::unix_now;
-use crate::check::{self, Checker, Decision, Denied, DenyStatus};
-use crate::config::LimitsConfig;
 use crate::otel::Tracing;
 use crate::telemetry::Metrics;
+use mesh_authz_core::check::{self, Checker, Decision, Denied, DenyStatus};
+use mesh_authz_core::clock::unix_now;
+use mesh_authz_core::config::LimitsConfig;
 
 /// Reason of a check refused because `limits.max_concurrent_checks` were in flight.
 pub const REASON_OVERLOADED: &str = "overloaded";

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 pub use super::gate::REASON_REQUEST_INVALID;
 use super::gate::{Gate, REASON_DEADLINE, parse_grpc_timeout};
-use crate::check::{self, Decision, DenyStatus, PeerInfo};
+use mesh_authz_core::check::{self, Decision, DenyStatus, PeerInfo};
 
 /// gRPC status codes (google.rpc.Code) used in `CheckResponse.status`.
 const CODE_OK: i32 = 0;
@@ -156,8 +156,6 @@ fn grpc_ok(response: &CheckResponse) -> axum::response::Response {
     );
     out
 }
-
-pub use crate::clock::unix_now;
 
 /// Converts Envoy's attributes to the transport-free request. Missing parts stay empty, which
 /// no path rule matches (so the default action, deny unless configured, applies).

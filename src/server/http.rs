@@ -20,7 +20,7 @@ pub struct HttpState {
     /// Metrics registry.
     pub metrics: Metrics,
     /// The revocation store (its health is part of readiness).
-    pub revocation: Arc<dyn crate::revocation::RevocationStore>,
+    pub revocation: Arc<dyn mesh_authz_core::revocation::RevocationStore>,
     /// Set when shutdown begins: readiness fails first so load balancers drain us.
     pub draining: AtomicBool,
 }

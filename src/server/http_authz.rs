@@ -3,7 +3,7 @@
 //! Envoy sends one authorization request per client request: the original method, the original
 //! path (query included) appended to its `path_prefix` (`/check/orders/42?x=1`), the client
 //! headers its `allowed_headers` select, and no body. This adapter builds the same transport-free
-//! [`check::Request`] the gRPC adapter builds and asks the same [`Checker`](crate::check::Checker):
+//! [`check::Request`] the gRPC adapter builds and asks the same [`Checker`](mesh_authz_core::check::Checker):
 //!
 //! * allow → `200`, each header to set as a response header (Envoy copies those its
 //!   `allowed_upstream_headers` match onto the upstream request, overwriting the client's), and
@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 use super::http::HttpState;
-use crate::check::{self, Decision, DenyStatus, PeerInfo};
+use mesh_authz_core::check::{self, Decision, DenyStatus, PeerInfo};
 
 /// The path prefix Envoy's `http_service.path_prefix` must be set to.
 pub const CHECK_PREFIX: &str = "/check";
@@ -160,7 +160,7 @@ fn deny_response(status: DenyStatus, challenge: Option<&'static str>) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::{Allowed, Denied};
+    use mesh_authz_core::check::{Allowed, Denied};
 
     fn uri(s: &str) -> Uri {
         s.parse().unwrap()
@@ -254,7 +254,7 @@ mod tests {
         for (status, challenge) in [
             (
                 DenyStatus::Unauthorized,
-                Some(check::decision::CHALLENGE_INVALID),
+                Some(mesh_authz_core::decision::CHALLENGE_INVALID),
             ),
             (DenyStatus::Forbidden, None),
             (DenyStatus::Unavailable, None),

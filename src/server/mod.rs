@@ -6,9 +6,12 @@ pub mod grpc;
 pub mod http;
 pub mod http_authz;
 pub mod listener;
+mod reload;
 mod run;
+mod serve;
 
-pub use run::{
-    ConfigSource, Running, ServeError, WatchStart, run, run_with_reload, run_with_reload_and_watch,
-    start, wait_for_shutdown_signal,
+pub use run::{Running, ServeError, start};
+pub use serve::{
+    ConfigSource, WatchStart, run, run_with_reload, run_with_reload_and_watch,
+    wait_for_shutdown_signal,
 };

@@ -33,6 +33,31 @@ impl std::io::Write for Logs {
 }
 
 impl Logs {
+    /// Every log line of this test binary, one JSON object per line, from one global subscriber
+    /// installed on first use: mesh-authz's crates at trace, dependencies at debug (their trace
+    /// output is per frame and slow). A thread's [`Logs::capture`] takes precedence on its thread.
+    pub fn global() -> &'static Logs {
+        static GLOBAL: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            let logs = Logs::default();
+            let writer = logs.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("debug,mesh_authz=trace"))
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+            tracing::callsite::rebuild_interest_cache();
+            logs
+        })
+    }
+
+    /// The shared buffer the lines are written to.
+    pub fn buffer(&self) -> Arc<Mutex<Vec<u8>>> {
+        self.0.clone()
+    }
+
     /// Captures events up to `level` on this thread until the guard is dropped.
     pub fn capture(level: tracing::Level) -> (Logs, CaptureGuard) {
         let turn = CAPTURE_TURN.lock().unwrap_or_else(PoisonError::into_inner);

@@ -20,9 +20,9 @@ use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use mesh_authz::issuer::{self, GeneratedKey, MintOptions};
 use mesh_authz::server::{self, Running};
-use mesh_authz::token::Algorithm;
+use mesh_authz::tools::issuer::{self, GeneratedKey, MintOptions};
+use mesh_authz_core::token::Algorithm;
 use serde_json::{Map, Value};
 use tonic::transport::Channel;
 
@@ -104,7 +104,7 @@ pub fn key(alg: Algorithm, kid: &str) -> GeneratedKey {
 }
 
 pub fn now() -> i64 {
-    server::grpc::unix_now()
+    mesh_authz_core::clock::unix_now()
 }
 
 /// Mints a token for the test issuer and audience; `tweak` adjusts the options.
@@ -125,11 +125,13 @@ pub fn mint(key: &GeneratedKey, sub: &str, tweak: impl FnOnce(&mut MintOptions))
 
 /// Starts mesh-authz with `yaml` (listeners on 127.0.0.1:0).
 pub async fn start(yaml: &str) -> Running {
-    let mut config = mesh_authz::config::from_str_with_env(yaml, Vec::new())
+    let mut config = mesh_authz_core::config::from_str_with_env(yaml, Vec::new())
         .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
     config.server.grpc_addr = "127.0.0.1:0".parse().unwrap();
     config.server.http_addr = "127.0.0.1:0".parse().unwrap();
-    server::start(&config).await.unwrap()
+    let compiled = mesh_authz_core::compile::compile(config)
+        .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+    server::start(&compiled).await.unwrap()
 }
 
 pub async fn client(addr: SocketAddr) -> AuthorizationClient<Channel> {
@@ -333,8 +335,8 @@ impl Pki {
 }
 
 pub fn thumbprint(cert_pem: &str) -> String {
-    let d = mesh_authz::identity::certificate::sha256_of_pem(cert_pem).unwrap();
-    mesh_authz::identity::certificate::thumbprint_b64url(&d)
+    let d = mesh_authz_core::identity::certificate::sha256_of_pem(cert_pem).unwrap();
+    mesh_authz_core::identity::certificate::thumbprint_b64url(&d)
 }
 
 /// A running mesh-authz with one RS256 issuer (`k1`) whose JWKS is served over real HTTP, and a

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mesh_authz::issuer;
-use mesh_authz::token::Algorithm;
+use mesh_authz::tools::issuer;
 use mesh_authz_bench::{KEYS, mint, tamper_signature};
+use mesh_authz_core::token::Algorithm;
 
 /// Command line.
 #[derive(Parser, Debug)]

@@ -1,0 +1,35 @@
+//! What the proxy tells the core about one request: a transport-free view that identity and
+//! policy read and every host (ext_authz gRPC, HTTP, the Envoy module) fills in.
+
+use std::collections::HashMap;
+
+/// What the proxy tells us about the connection the request came on.
+#[derive(Debug, Clone, Default)]
+pub struct PeerInfo {
+    /// Envoy's `attributes.source.principal` (Istio's `source.principal`): the peer certificate's
+    /// URI SAN (a SPIFFE ID under Istio) or, failing that, its subject. Empty if none.
+    pub principal: String,
+    /// Envoy's `attributes.source.certificate`: the URL-encoded PEM of the peer certificate, sent
+    /// when the ext_authz filter sets `include_peer_certificate`. Empty if none.
+    pub certificate: String,
+}
+
+/// A plain view of one HTTP request, as the proxy forwarded it.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// HTTP method, upper case.
+    pub method: String,
+    /// `:authority` / `Host`.
+    pub host: String,
+    /// Path without the query string.
+    pub path: String,
+    /// Request headers, names lower case. Envoy joins repeated headers with `,`.
+    pub headers: HashMap<String, String>,
+    /// Transport identity facts.
+    pub peer: PeerInfo,
+    /// `x-request-id`, for log correlation.
+    pub request_id: Option<String>,
+    /// Envoy's per-route `attributes.context_extensions` (route config, never the client). Empty
+    /// when the route sets none and on the HTTP door, which cannot carry them.
+    pub context_extensions: HashMap<String, String>,
+}

@@ -1,0 +1,204 @@
+//! The local lookup cache in front of a shared (remote) revocation store.
+//!
+//! Facts are cached one by one — "is this `jti` revoked", "what is this subject's cut-off" — for at
+//! most `cache_ttl`, so a repeated token costs no round trip. Every revocation is announced on the
+//! store's events channel and the affected entry is dropped at once; a lost message is bounded by
+//! `cache_ttl`. The cache only fills while the events subscription is live: without it, an
+//! invalidation could be missed for the whole TTL, so every lookup goes to the store instead.
+//!
+//! A lookup racing an invalidation must not put a stale answer back: every invalidation bumps an
+//! epoch first, and a fill re-checks the epoch after inserting and removes its entry if it moved.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use moka::sync::Cache;
+
+use crate::telemetry::Metrics;
+
+/// Event payload prefix of a `jti` change (`jti:{jti}`), the key's suffix in the data model.
+pub(super) const EVENT_JTI: &str = "jti:";
+/// Event payload prefix of a subject change (`sub:{sub}`).
+pub(super) const EVENT_SUB: &str = "sub:";
+
+/// Cached facts, dropped on invalidation events.
+pub(super) struct LookupCache {
+    jtis: Cache<String, bool>,
+    subjects: Cache<String, Option<i64>>,
+    epoch: AtomicU64,
+    enabled: AtomicBool,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for LookupCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupCache")
+            .field("jtis", &self.jtis.entry_count())
+            .field("subjects", &self.subjects.entry_count())
+            .field("enabled", &self.enabled.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl LookupCache {
+    /// A cache keeping each fact for `ttl`, at most `capacity` facts of each kind. It starts
+    /// disabled (see [`LookupCache::set_enabled`]).
+    pub(super) fn new(ttl: Duration, capacity: u64, metrics: Metrics) -> LookupCache {
+        LookupCache {
+            jtis: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            subjects: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            epoch: AtomicU64::new(0),
+            enabled: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// Turns filling on (the invalidation feed is live) or off (it is not; everything cached is
+    /// dropped, since invalidations may be missed from now on).
+    pub(super) fn set_enabled(&self, enabled: bool) {
+        let was = self.enabled.swap(enabled, Ordering::SeqCst);
+        if was != enabled {
+            self.invalidate_all();
+        }
+    }
+
+    /// Whether the cache is filling.
+    pub(super) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::SeqCst)
+    }
+
+    /// The invalidation epoch; read it before a fetch and pass it to the `put_*` calls.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether `jti` is revoked, if known.
+    pub(super) fn jti(&self, jti: &str) -> Option<bool> {
+        self.jtis.get(jti)
+    }
+
+    /// The cut-off of `sub` (`None`: no cut-off), if known.
+    pub(super) fn subject(&self, sub: &str) -> Option<Option<i64>> {
+        self.subjects.get(sub)
+    }
+
+    /// Caches a fetched `jti` fact unless an invalidation happened since `epoch`.
+    pub(super) fn put_jti(&self, jti: &str, revoked: bool, epoch: u64) {
+        if !self.enabled() || self.epoch() != epoch {
+            return;
+        }
+        self.jtis.insert(jti.to_string(), revoked);
+        if self.epoch() != epoch {
+            self.jtis.invalidate(jti);
+        }
+    }
+
+    /// Caches a fetched subject fact unless an invalidation happened since `epoch`.
+    pub(super) fn put_subject(&self, sub: &str, cutoff: Option<i64>, epoch: u64) {
+        if !self.enabled() || self.epoch() != epoch {
+            return;
+        }
+        self.subjects.insert(sub.to_string(), cutoff);
+        if self.epoch() != epoch {
+            self.subjects.invalidate(sub);
+        }
+    }
+
+    /// Applies one event payload: `jti:{jti}` or `sub:{sub}`; anything else drops everything.
+    pub(super) fn invalidate_event(&self, payload: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Some(jti) = payload.strip_prefix(EVENT_JTI) {
+            self.jtis.invalidate(jti);
+            self.count("jti");
+        } else if let Some(sub) = payload.strip_prefix(EVENT_SUB) {
+            self.subjects.invalidate(sub);
+            self.count("sub");
+        } else {
+            self.clear();
+        }
+    }
+
+    /// Drops every entry.
+    pub(super) fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.clear();
+    }
+
+    fn clear(&self) {
+        self.jtis.invalidate_all();
+        self.subjects.invalidate_all();
+        self.count("all");
+    }
+
+    fn count(&self, kind: &str) {
+        self.metrics
+            .revocation_invalidations
+            .with_label_values(&[kind])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> LookupCache {
+        let c = LookupCache::new(Duration::from_secs(60), 100, Metrics::new());
+        c.set_enabled(true);
+        c
+    }
+
+    #[test]
+    fn fills_only_when_enabled() {
+        let c = LookupCache::new(Duration::from_secs(60), 100, Metrics::new());
+        c.put_jti("a", false, c.epoch());
+        assert_eq!(c.jti("a"), None);
+        c.set_enabled(true);
+        c.put_jti("a", false, c.epoch());
+        assert_eq!(c.jti("a"), Some(false));
+        c.set_enabled(false);
+        assert_eq!(c.jti("a"), None, "disabling drops everything");
+    }
+
+    #[test]
+    fn events_drop_the_named_entry() {
+        let c = cache();
+        c.put_jti("a", false, c.epoch());
+        c.put_jti("b", false, c.epoch());
+        c.put_subject("alice", None, c.epoch());
+        c.invalidate_event("jti:a");
+        assert_eq!(c.jti("a"), None);
+        assert_eq!(c.jti("b"), Some(false));
+        assert_eq!(c.subject("alice"), Some(None));
+        c.invalidate_event("sub:alice");
+        assert_eq!(c.subject("alice"), None);
+        c.invalidate_event("garbage");
+        assert_eq!(c.jti("b"), None, "an unknown event drops everything");
+    }
+
+    #[test]
+    fn stale_fill_after_invalidation_is_refused() {
+        let c = cache();
+        let before = c.epoch();
+        c.invalidate_event("jti:x");
+        c.put_jti("x", false, before);
+        assert_eq!(c.jti("x"), None);
+        c.put_subject("s", None, before);
+        assert_eq!(c.subject("s"), None);
+    }
+
+    #[test]
+    fn entries_expire() {
+        let c = LookupCache::new(Duration::from_millis(50), 100, Metrics::new());
+        c.set_enabled(true);
+        c.put_jti("a", false, c.epoch());
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(c.jti("a"), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! Operator tooling: what the CLI offers besides serving (keys and tokens for tests and dev).
+
+pub mod issuer;
