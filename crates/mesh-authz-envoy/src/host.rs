@@ -15,6 +15,7 @@
 //! Every `unsafe` block carries a `// SAFETY:` comment.
 
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void};
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -455,7 +456,7 @@ impl Scheduler {
 /// Lives only for the hook call; neither `Send` nor `Sync`.
 pub struct Stream<'a> {
     envoy: abi::HttpFilterEnvoyPtr,
-    scheduler: &'a mut Option<Scheduler>,
+    scheduler: &'a RefCell<Option<Scheduler>>,
 }
 
 impl<'a> Stream<'a> {
@@ -652,7 +653,7 @@ impl<'a> Stream<'a> {
 
     /// This stream's scheduler (created on first use, deleted with the filter).
     pub fn scheduler(&mut self) -> Option<Scheduler> {
-        if let Some(s) = self.scheduler.as_ref() {
+        if let Some(s) = self.scheduler.borrow().as_ref() {
             return Some(s.clone());
         }
         // SAFETY: `self.envoy` is the live filter pointer on its worker thread.
@@ -662,7 +663,7 @@ impl<'a> Stream<'a> {
         let s = Scheduler {
             slot: Arc::new(Mutex::new(Some(SchedulerPtr(ptr)))),
         };
-        *self.scheduler = Some(s.clone());
+        *self.scheduler.borrow_mut() = Some(s.clone());
         Some(s)
     }
 
@@ -799,12 +800,18 @@ struct RouteConfigSlot {
 
 const ROUTE_CONFIG_MAGIC: u64 = 0x6d65_7368_5f72_7463; // "mesh_rtc"
 
-/// Behind `envoy_dynamic_module_type_http_filter_module_ptr`.
+/// Behind `envoy_dynamic_module_type_http_filter_module_ptr`. Only ever reached through a shared
+/// reference: Envoy can re-enter the module while a hook runs (a local reply or
+/// `continue_decoding` synchronously drives other filters, whose replies pass through this
+/// filter's encode hooks), so a `&mut` to the slot could alias. The filter sits in a `RefCell`; a
+/// re-entrant hook finds it borrowed and skips the filter.
 struct FilterSlot {
-    filter: Box<dyn Filter>,
-    scheduler: Option<Scheduler>,
+    filter: RefCell<Box<dyn Filter>>,
+    scheduler: RefCell<Option<Scheduler>>,
     /// Set after a hook panicked: the filter is not called again for this stream.
-    poisoned: bool,
+    poisoned: Cell<bool>,
+    /// `on_stream_complete` arrived while another hook ran; delivered when that hook returns.
+    complete_pending: Cell<bool>,
 }
 
 /// Details of the local reply sent when a stream hook panics (`%RESPONSE_CODE_DETAILS%`).
@@ -826,6 +833,9 @@ enum Outcome<R> {
     Ran(R),
     /// The filter was not called (null pointer, or poisoned by an earlier panic).
     Skipped,
+    /// The filter was not called: Envoy re-entered the module from inside another hook of this
+    /// filter, which is still running.
+    Reentered,
     /// The filter panicked now; it is poisoned and, where asked, a 503 was sent.
     Panicked,
 }
@@ -843,23 +853,67 @@ fn with_filter<R>(
         return Outcome::Skipped;
     }
     // SAFETY: `module` is the pointer this module returned from `on_http_filter_new` (a leaked
-    // `Box<FilterSlot>`); Envoy passes it to hooks on the stream's worker only, one at a time,
-    // and never after `on_http_filter_destroy`.
-    let slot = unsafe { &mut *module.cast_mut().cast::<FilterSlot>() };
-    if slot.poisoned {
+    // `Box<FilterSlot>`); Envoy passes it to hooks on the stream's worker only and never after
+    // `on_http_filter_destroy` (which Envoy defers, so it can not run inside a hook). Only a
+    // shared reference is formed; mutation goes through the slot's cells.
+    let slot = unsafe { &*module.cast::<FilterSlot>() };
+    if slot.poisoned.get() {
         return Outcome::Skipped;
     }
-    let FilterSlot {
-        filter, scheduler, ..
-    } = slot;
+    let Ok(mut filter) = slot.filter.try_borrow_mut() else {
+        // Re-entered from inside another hook of this filter (for example a later filter's local
+        // reply, sent synchronously while we resume the request, travelling our encode path).
+        log(
+            LogLevel::Debug,
+            &format!("mesh-authz-envoy: {hook} re-entered while the filter runs; skipped"),
+        );
+        return Outcome::Reentered;
+    };
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let mut stream = Stream { envoy, scheduler };
+        let mut stream = Stream {
+            envoy,
+            scheduler: &slot.scheduler,
+        };
         body(filter.as_mut(), &mut stream)
     }));
+    drop(filter);
+    let outcome = guard_outcome(hook, envoy, slot, reply, result);
+    // A stream completion that arrived re-entrantly is delivered now that the filter is free.
+    if slot.complete_pending.replace(false) {
+        deliver_stream_complete(envoy, module);
+    }
+    outcome
+}
+
+/// Runs the filter's `on_stream_complete` (a plain function, so that `with_filter` calling it
+/// does not instantiate itself recursively).
+fn deliver_stream_complete(envoy: abi::HttpFilterEnvoyPtr, module: abi::HttpFilterModulePtr) {
+    let outcome = with_filter("on_stream_complete", envoy, module, false, |f, s| {
+        f.on_stream_complete(s)
+    });
+    if let Outcome::Reentered = outcome {
+        // SAFETY: non-null (else the outcome is Skipped) and the live slot, as in `with_filter`.
+        let slot = unsafe { &*module.cast::<FilterSlot>() };
+        slot.complete_pending.set(true);
+        log(
+            LogLevel::Debug,
+            "mesh-authz-envoy: on_stream_complete deferred until the running hook returns",
+        );
+    }
+}
+
+/// Turns a hook's `catch_unwind` result into an [`Outcome`], handling a panic.
+fn guard_outcome<R>(
+    hook: &str,
+    envoy: abi::HttpFilterEnvoyPtr,
+    slot: &FilterSlot,
+    reply: bool,
+    result: std::thread::Result<R>,
+) -> Outcome<R> {
     match result {
         Ok(r) => Outcome::Ran(r),
         Err(payload) => {
-            slot.poisoned = true;
+            slot.poisoned.set(true);
             log(
                 LogLevel::Error,
                 &format!(
@@ -870,10 +924,9 @@ fn with_filter<R>(
             if reply {
                 // The reply itself must not unwind either.
                 let _ = catch_unwind(AssertUnwindSafe(|| {
-                    let mut none = None;
                     let mut stream = Stream {
                         envoy,
-                        scheduler: &mut none,
+                        scheduler: &slot.scheduler,
                     };
                     stream.send_local_reply(
                         503,
@@ -1028,9 +1081,10 @@ extern "C" fn envoy_dynamic_module_on_http_filter_new(
     let slot = unsafe { &*filter_config_ptr.cast::<ConfigSlot>() };
     match catch_unwind(AssertUnwindSafe(|| slot.config.new_filter())) {
         Ok(filter) => Box::into_raw(Box::new(FilterSlot {
-            filter,
-            scheduler: None,
-            poisoned: false,
+            filter: RefCell::new(filter),
+            scheduler: RefCell::new(None),
+            poisoned: Cell::new(false),
+            complete_pending: Cell::new(false),
         })) as abi::HttpFilterModulePtr,
         Err(payload) => {
             log(
@@ -1073,7 +1127,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         Outcome::Ran(status) => headers_status(status),
         // A 503 is on its way: hold the request.
         Outcome::Panicked => abi::RequestHeadersStatus::StopIteration,
-        Outcome::Skipped => abi::RequestHeadersStatus::Continue,
+        Outcome::Skipped | Outcome::Reentered => abi::RequestHeadersStatus::Continue,
     }
 }
 
@@ -1118,7 +1172,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
             _ => abi::ResponseHeadersStatus::StopAllIterationAndBuffer,
         },
         Outcome::Panicked => abi::ResponseHeadersStatus::StopIteration,
-        Outcome::Skipped => abi::ResponseHeadersStatus::Continue,
+        Outcome::Skipped | Outcome::Reentered => abi::ResponseHeadersStatus::Continue,
     }
 }
 
@@ -1149,13 +1203,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     filter_envoy_ptr: abi::HttpFilterEnvoyPtr,
     filter_module_ptr: abi::HttpFilterModulePtr,
 ) {
-    let _ = with_filter(
-        "on_stream_complete",
-        filter_envoy_ptr,
-        filter_module_ptr,
-        false,
-        |f, s| f.on_stream_complete(s),
-    );
+    deliver_stream_complete(filter_envoy_ptr, filter_module_ptr);
 }
 
 /// `void envoy_dynamic_module_on_http_filter_destroy(http_filter_module_ptr)`: deletes the
@@ -1171,7 +1219,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_destroy(
     // SAFETY: a `Box<FilterSlot>` leaked by `on_http_filter_new`; Envoy destroys it exactly once,
     // on its worker, after every other hook of the stream.
     let slot = unsafe { Box::from_raw(filter_module_ptr.cast_mut().cast::<FilterSlot>()) };
-    if let Some(s) = slot.scheduler.as_ref() {
+    if let Some(s) = slot.scheduler.borrow().as_ref() {
         s.delete();
     }
     if catch_unwind(AssertUnwindSafe(|| drop(slot))).is_err() {

@@ -402,6 +402,13 @@ fn hcm(prefix: &str, access_log: &Path, filter_config: &str) -> String {
               dynamic_module_config: {{name: mesh_authz_envoy, do_not_close: true}}
               filter_name: probe
               filter_config: {{"@type": type.googleapis.com/google.protobuf.StringValue, value: {filter_config:?}}}
+          # A later filter that answers synchronously (when x-probe-fault is present): resuming
+          # a held request then re-enters the probe's encode hook from inside on_scheduled.
+          - name: envoy.filters.http.fault
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+              abort: {{http_status: 451, percentage: {{numerator: 100}}}}
+              headers: [{{name: x-probe-fault, present_match: true}}]
           - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}"#,
         log = access_log.display(),
@@ -494,6 +501,8 @@ impl Envoy {
                 "--disable-hot-restart",
                 "--log-level",
                 "info",
+                "--component-log-level",
+                "dynamic_modules:debug",
             ])
             .arg("--base-id")
             .arg(base_id.to_string())
@@ -689,6 +698,26 @@ fn every_binding_behaves_inside_envoy_1_40() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(one(&r.upstream_headers(), "x-probe-resumed"), "42");
 
+    // --- re-entrancy: continue_decoding inside on_scheduled lets a later filter reply at once,
+    // and that reply travels the probe's encode hook while on_scheduled still runs.
+    let r = client.get_mtls(
+        ports.mtls,
+        "/defer-fault",
+        &[
+            ("x-test-id", "defer-fault"),
+            ("x-probe-defer", "50"),
+            ("x-probe-fault", "1"),
+        ],
+    );
+    assert_eq!(r.status, 451, "{r:?}");
+    // The re-entrant encode hook found the filter busy and was skipped (logged at debug); the
+    // re-entrant stream completion was delivered after on_scheduled returned (see the
+    // `probe_active` gauge below).
+    assert_eq!(r.header("x-probe-response-status-seen"), None);
+    envoy.wait_log(
+        "mesh-authz-envoy: on_response_headers re-entered while the filter runs; skipped",
+    );
+
     // --- scheduler: commit after the stream is gone is a no-op ---------------------------------
     let r = client.get_mtls(
         ports.mtls,
@@ -722,14 +751,14 @@ fn every_binding_behaves_inside_envoy_1_40() {
     assert!(envoy.child.try_wait().unwrap().is_none(), "envoy died");
 
     // --- metrics on admin /stats ---------------------------------------------------------------
-    // 9 requests reached the probe's request-headers hook. Histograms show values after a stats
+    // 10 requests reached the probe's request-headers hook. Histograms show values after a stats
     // flush (0.2 s here), and stream completion lags the response a little: poll until settled.
     let deadline = Instant::now() + Duration::from_secs(10);
     let stats = loop {
         let body = admin_get(ports.admin, "/stats?filter=probe")
             .map(|(_, b)| b)
             .unwrap_or_default();
-        let settled = body.contains("dynamicmodulescustom.probe_requests: 9")
+        let settled = body.contains("dynamicmodulescustom.probe_requests: 10")
             && body.contains("dynamicmodulescustom.probe_active: 1")
             && body.contains("dynamicmodulescustom.probe_header_count: P0(");
         if settled || Instant::now() > deadline {
@@ -738,11 +767,11 @@ fn every_binding_behaves_inside_envoy_1_40() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(
-        stats.contains("dynamicmodulescustom.probe_requests: 9"),
+        stats.contains("dynamicmodulescustom.probe_requests: 10"),
         "{stats}"
     );
     assert!(
-        stats.contains("dynamicmodulescustom.probe_decisions.verdict.allow: 9"),
+        stats.contains("dynamicmodulescustom.probe_decisions.verdict.allow: 10"),
         "{stats}"
     );
     assert!(
@@ -759,6 +788,8 @@ fn every_binding_behaves_inside_envoy_1_40() {
         stats.contains("dynamicmodulescustom.probe_header_count: P0("),
         "{stats}"
     );
+    drop(envoy);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -800,6 +831,8 @@ fn a_bad_filter_config_is_refused_with_the_modules_message() {
     assert!(!status.success());
     let log = envoy.stderr_text();
     assert!(log.contains(message), "{log}");
+    drop(envoy);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -827,4 +860,5 @@ fn the_bootstrap_validates() {
         !text.contains("Deprecated field"),
         "the bootstrap uses a deprecated field:\n{text}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
