@@ -4,8 +4,11 @@
 //! **Checked against Envoy 1.40.0** (`envoy --version`:
 //! `9e5580933739775e8bce696a57a2e1bc99368f23/1.40.0/Clean/RELEASE/BoringSSL`), which reports
 //! ABI version [`ABI_VERSION`] (`v0.2.0`). Every declaration below was transcribed by hand from
-//! `source/extensions/dynamic_modules/abi/abi.h` (names kept verbatim so that a `grep` in the
-//! header finds each one), then cross-checked two ways against the 1.40.0 binary itself:
+//! `source/extensions/dynamic_modules/abi/abi.h` (function names verbatim; each type's doc
+//! comment names its C type, so a `grep` in the header finds each one). The header text read was
+//! the stored copy at envoyproxy/envoy commit `0199da4a` (its version define still says
+//! `v0.1.0`; the v1.40.0 tag itself could not be fetched), so each declaration was then
+//! cross-checked two ways against the 1.40.0 binary itself:
 //!
 //! * every callback declared here is exported by the binary (`nm -D --defined-only envoy`);
 //! * every event hook type matches the function-pointer type the binary's loader resolves it with
