@@ -250,6 +250,7 @@ fuzz_target!(|input: Input| {
                 input.principal
             },
             certificate: input.certificate,
+            connection: None,
         },
         request_id: None,
         context_extensions: Default::default(),

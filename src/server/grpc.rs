@@ -208,6 +208,7 @@ pub fn to_check_request(req: CheckRequest) -> check::Request {
         peer: PeerInfo {
             principal: source.principal,
             certificate: source.certificate,
+            connection: None,
         },
         request_id,
         // Set by Envoy from the route's `check_settings`; no request header reaches this map.

@@ -596,7 +596,7 @@ proptest! {
             host: "svc".into(),
             path,
             headers,
-            peer: PeerInfo { principal, certificate: String::new() },
+            peer: PeerInfo { principal, certificate: String::new(), connection: None },
             request_id: None,
             context_extensions: HashMap::new(),
         };

@@ -12,6 +12,23 @@ pub struct PeerInfo {
     /// Envoy's `attributes.source.certificate`: the URL-encoded PEM of the peer certificate, sent
     /// when the ext_authz filter sets `include_peer_certificate`. Empty if none.
     pub certificate: String,
+    /// The peer certificate as facts the proxy read itself, for a host that has no PEM (the Envoy
+    /// module reads connection attributes). Used by the `certificate` identity source when
+    /// `certificate` is empty.
+    pub connection: Option<ConnectionPeer>,
+}
+
+/// The peer certificate of the connection, as the proxy (which validated the chain) reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionPeer {
+    /// The first URI SAN (Envoy reports only the first).
+    pub uri_san: Option<String>,
+    /// DNS SANs.
+    pub dns_sans: Vec<String>,
+    /// Subject (RFC 4514 string).
+    pub subject: Option<String>,
+    /// SHA-256 of the certificate's DER.
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// A plain view of one HTTP request, as the proxy forwarded it.

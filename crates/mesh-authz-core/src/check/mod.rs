@@ -11,10 +11,11 @@ use crate::compile::Compiled;
 use crate::config::{Action, IdentityConfig, OnError};
 pub use crate::decision::{Allowed, Decision, Denied, DenyStatus, DryRunDenial};
 use crate::decision::{CHALLENGE_INVALID, CHALLENGE_MISSING, CHALLENGE_SCOPE};
+use crate::identity::certificate::{CertificateCache, DEFAULT_CERTIFICATE_CACHE_CAPACITY};
 use crate::identity::{self, PeerIdentity};
 use crate::metrics::{CheckOutcome, MetricsSink};
 use crate::policy::{Policy, Rule, Unmet};
-pub use crate::request::{PeerInfo, Request};
+pub use crate::request::{ConnectionPeer, PeerInfo, Request};
 use crate::revocation::{RevocationStore, Status, TokenRef};
 use crate::token::extract;
 use crate::token::verify::{VerifiedToken, Verifier};
@@ -30,6 +31,8 @@ pub struct Checker {
     headers: HeaderPlan,
     allow_metadata: bool,
     metrics: Arc<dyn MetricsSink>,
+    /// Forwarded peer certificates, parsed once per certificate rather than once per check.
+    certificates: CertificateCache,
 }
 
 /// What the credentials of a request came to, before the rule is applied.
@@ -58,6 +61,7 @@ impl Checker {
             headers: HeaderPlan::new(config),
             allow_metadata: config.server.allow_metadata,
             metrics,
+            certificates: CertificateCache::new(DEFAULT_CERTIFICATE_CACHE_CAPACITY),
         }
     }
 
@@ -217,7 +221,12 @@ impl Checker {
             first.get_or_insert(d);
             Ok(())
         };
-        let peer = match identity::resolve(&self.identity, &req.peer, &req.headers) {
+        let peer = match identity::resolve_with(
+            &self.identity,
+            &req.peer,
+            &req.headers,
+            Some(&self.certificates),
+        ) {
             Ok(p) => p,
             Err(e) => {
                 fail(Denied::new(DenyStatus::Forbidden, e.reason(), rule))?;

@@ -84,6 +84,63 @@ pub fn is_spiffe_uri(uri: &str) -> bool {
         .is_some_and(|s| s.eq_ignore_ascii_case("spiffe:"))
 }
 
+/// Parsed forwarded certificates, keyed by their encoded form. Envoy forwards the same PEM on
+/// every check of a connection; this keeps each one's facts so it is decoded and parsed once.
+///
+/// The key is the whole encoded text, compared exactly (the cache's hasher only picks the slot),
+/// so one certificate can never be answered with another's facts, however its text was chosen.
+/// Bounded: at most `capacity` certificates (each a few KiB), least recently used out first.
+/// Failures are not kept (the input comes from the proxy's own TLS handshake).
+pub struct CertificateCache {
+    entries: quick_cache::sync::Cache<String, std::sync::Arc<PeerCertificate>>,
+}
+
+impl std::fmt::Debug for CertificateCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateCache")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+/// Certificates a [`CertificateCache`] keeps by default: a few thousand callers' connections.
+pub const DEFAULT_CERTIFICATE_CACHE_CAPACITY: usize = 4096;
+
+impl CertificateCache {
+    /// An empty cache holding at most `capacity` certificates.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+        }
+    }
+
+    /// The facts of `encoded` (`None` for an empty input), parsed at most once while cached.
+    pub fn parse(
+        &self,
+        encoded: &str,
+    ) -> Result<Option<std::sync::Arc<PeerCertificate>>, IdentityError> {
+        if encoded.is_empty() {
+            return Ok(None);
+        }
+        if let Some(hit) = self.entries.get(encoded) {
+            return Ok(Some(hit));
+        }
+        let parsed = std::sync::Arc::new(parse_forwarded(encoded)?);
+        self.entries.insert(encoded.to_owned(), parsed.clone());
+        Ok(Some(parsed))
+    }
+
+    /// Certificates held now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.len() == 0
+    }
+}
+
 /// Decodes and parses the certificate Envoy forwards as `attributes.source.certificate`.
 pub fn parse_forwarded(encoded: &str) -> Result<PeerCertificate, IdentityError> {
     let der = decode_der(encoded)?;

@@ -13,7 +13,7 @@ pub mod xfcc;
 use std::collections::HashMap;
 
 use crate::config::{IdentityConfig, IdentitySource, XfccConfig, XfccFormat, XfccProxyMode};
-use crate::request::PeerInfo;
+use crate::request::{ConnectionPeer, PeerInfo};
 pub use crate::spiffe::{self, SpiffeId};
 
 /// Which source an identity came from.
@@ -114,6 +114,17 @@ pub fn resolve(
     peer: &PeerInfo,
     headers: &HashMap<String, String>,
 ) -> Result<Option<PeerIdentity>, IdentityError> {
+    resolve_with(cfg, peer, headers, None)
+}
+
+/// [`resolve`], with forwarded certificates parsed through `certs` (a connection's repeated
+/// checks then parse its certificate once).
+pub fn resolve_with(
+    cfg: &IdentityConfig,
+    peer: &PeerInfo,
+    headers: &HashMap<String, String>,
+    certs: Option<&certificate::CertificateCache>,
+) -> Result<Option<PeerIdentity>, IdentityError> {
     let mut out: Option<PeerIdentity> = None;
     let mut principal_id: Option<SpiffeId> = None;
     let mut certificate_id: Option<SpiffeId> = None;
@@ -121,9 +132,16 @@ pub fn resolve(
     for src in &cfg.sources {
         let (source, facts) = match src {
             IdentitySource::Principal => (Source::Principal, from_principal(&peer.principal)?),
-            IdentitySource::Certificate => {
-                (Source::Certificate, from_certificate(&peer.certificate)?)
-            }
+            IdentitySource::Certificate => match (&peer.connection, certs) {
+                (Some(c), _) if peer.certificate.is_empty() => {
+                    (Source::Certificate, from_connection(c)?)
+                }
+                (_, Some(cache)) => (
+                    Source::Certificate,
+                    from_parsed(cache.parse(&peer.certificate)?.as_deref()),
+                ),
+                (_, None) => (Source::Certificate, from_certificate(&peer.certificate)?),
+            },
             IdentitySource::Xfcc => {
                 // Without trust_xfcc the header is client-controlled: ignore it entirely.
                 match headers.get(XFCC_HEADER).filter(|_| cfg.trust_xfcc) {
@@ -203,12 +221,34 @@ fn from_certificate(encoded: &str) -> Result<Facts, IdentityError> {
     if encoded.is_empty() {
         return Ok(Facts::default());
     }
-    let c = certificate::parse_forwarded(encoded)?;
+    Ok(from_parsed(Some(&certificate::parse_forwarded(encoded)?)))
+}
+
+fn from_parsed(c: Option<&certificate::PeerCertificate>) -> Facts {
+    match c {
+        None => Facts::default(),
+        Some(c) => Facts {
+            spiffe_id: c.spiffe_id.clone(),
+            cert_sha256: Some(c.sha256),
+            dns_sans: c.dns_sans.clone(),
+            subject: c.subject.clone(),
+        },
+    }
+}
+
+/// The connection's peer certificate as the proxy reported it: a `spiffe:` URI SAN must be a
+/// valid SPIFFE ID (any case of the scheme goes to the strict parser, as for a forwarded
+/// certificate); another URI SAN is not an identity.
+fn from_connection(c: &ConnectionPeer) -> Result<Facts, IdentityError> {
+    let spiffe_id = match c.uri_san.as_deref() {
+        Some(u) if certificate::is_spiffe_uri(u) => Some(SpiffeId::parse(u)?),
+        _ => None,
+    };
     Ok(Facts {
-        spiffe_id: c.spiffe_id,
-        cert_sha256: Some(c.sha256),
-        dns_sans: c.dns_sans,
-        subject: c.subject,
+        spiffe_id,
+        cert_sha256: c.sha256,
+        dns_sans: c.dns_sans.clone(),
+        subject: c.subject.clone().filter(|s| !s.is_empty()),
     })
 }
 

@@ -251,6 +251,7 @@ fn peer(principal: &str, certificate: &str) -> PeerInfo {
     PeerInfo {
         principal: principal.to_owned(),
         certificate: certificate.to_owned(),
+        connection: None,
     }
 }
 
@@ -591,4 +592,57 @@ fn trust_domains() {
 fn reasons_are_fixed() {
     let e = IdentityError::InvalidXfcc("x".into());
     assert_eq!(e.reason(), "peer_invalid_xfcc");
+}
+
+#[test]
+fn connection_facts_stand_in_for_a_missing_pem() {
+    let cfg = IdentityConfig {
+        sources: vec![IdentitySource::Certificate],
+        ..IdentityConfig::default()
+    };
+    let with = |uri: Option<&str>| PeerInfo {
+        connection: Some(ConnectionPeer {
+            uri_san: uri.map(str::to_owned),
+            dns_sans: vec!["a.example".into()],
+            subject: Some("CN=a".into()),
+            sha256: Some([7; 32]),
+        }),
+        ..PeerInfo::default()
+    };
+    let id = resolve(&cfg, &with(Some("spiffe://td/ns/a")), &HashMap::new())
+        .unwrap()
+        .unwrap();
+    assert_eq!(id.spiffe_id.unwrap().as_str(), "spiffe://td/ns/a");
+    assert_eq!(id.cert_sha256, Some([7; 32]));
+    assert_eq!(id.source, Source::Certificate);
+    // A non-SPIFFE URI is not an identity; a malformed SPIFFE one is an error, in any case.
+    let id = resolve(&cfg, &with(Some("https://a.example")), &HashMap::new())
+        .unwrap()
+        .unwrap();
+    assert_eq!(id.spiffe_id, None);
+    for bad in ["SPIFFE://td/x", "spiffe://td/../x", "spiffe://TD/x"] {
+        assert!(
+            resolve(&cfg, &with(Some(bad)), &HashMap::new()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn the_certificate_cache_answers_exactly_and_parses_once() {
+    let a = rcgen::generate_simple_self_signed(vec!["a.example".into()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["b.example".into()]).unwrap();
+    let cache = certificate::CertificateCache::new(1);
+    let pa = cache.parse(&a.cert.pem()).unwrap().unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        &pa,
+        &cache.parse(&a.cert.pem()).unwrap().unwrap()
+    ));
+    assert_eq!(pa.dns_sans, vec!["a.example".to_string()]);
+    // Another certificate evicts (capacity 1) and is answered with its own facts.
+    let pb = cache.parse(&b.cert.pem()).unwrap().unwrap();
+    assert_eq!(pb.dns_sans, vec!["b.example".to_string()]);
+    assert!(cache.len() <= 1);
+    assert!(cache.parse("").unwrap().is_none());
+    assert!(cache.parse("not a pem").is_err());
 }
