@@ -13,15 +13,12 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mesh_authz_core::check::{Checker, Decision, PeerInfo, Request};
-use mesh_authz_core::config;
-use mesh_authz::tools::issuer::{self, MintOptions};
-use mesh_authz_core::revocation::MemoryStore;
 use mesh_authz::telemetry::Metrics;
+use mesh_authz::tools::issuer::{self, MintOptions};
+use mesh_authz_core::check::{Checker, Decision, PeerInfo, Request};
+use mesh_authz_core::revocation::MemoryStore;
 use mesh_authz_core::token::Algorithm;
 use mesh_authz_core::token::extract;
-use mesh_authz_core::token::verify::Verifier;
-use tokio_util::sync::CancellationToken;
 
 const NOW: i64 = 1_800_000_000;
 const ISSUER: &str = "https://issuer.fuzz";
