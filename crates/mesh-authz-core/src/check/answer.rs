@@ -5,9 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::decision::{
-    Allowed, DENY_CONTENT_TYPE, Denied, DenyStatus, REASON_DEADLINE_EXCEEDED,
-};
+use crate::decision::{Allowed, DENY_CONTENT_TYPE, Denied, DenyStatus, REASON_DEADLINE_EXCEEDED};
 use crate::token::verified::safe_header_value;
 
 impl Allowed {

@@ -113,7 +113,10 @@ pub(super) fn with_filter<R>(
 
 /// Runs the filter's `on_stream_complete` (a plain function, so that `with_filter` calling it
 /// does not instantiate itself recursively).
-pub(super) fn deliver_stream_complete(envoy: abi::HttpFilterEnvoyPtr, module: abi::HttpFilterModulePtr) {
+pub(super) fn deliver_stream_complete(
+    envoy: abi::HttpFilterEnvoyPtr,
+    module: abi::HttpFilterModulePtr,
+) {
     let outcome = with_filter("on_stream_complete", envoy, module, false, |f, s| {
         f.on_stream_complete(s)
     });

@@ -19,7 +19,6 @@
 //! [`stream`] (what a stream hook may do), `guard` (the module-side objects behind Envoy's
 //! opaque pointers and the panic guard) and `hooks` (the exported `extern "C"` event hooks).
 
-
 mod guard;
 pub mod headers;
 mod hooks;
@@ -116,4 +115,3 @@ pub enum Attribute {
     /// `connection.sha256_peer_certificate_digest` (string, hex of the DER)
     ConnectionSha256PeerCertificateDigest = 38,
 }
-

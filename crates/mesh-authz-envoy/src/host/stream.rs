@@ -6,11 +6,11 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
+use super::Attribute;
 use super::guard::{ROUTE_CONFIG_MAGIC, RouteConfigSlot};
 use super::headers::{HeaderKind, HeaderMap, envoy_slice};
 use super::metrics::{CounterId, GaugeId, HistogramId, MetricsError, buffers, metrics_result};
 use super::scheduler::{Scheduler, SchedulerPtr};
-use super::Attribute;
 use crate::abi;
 
 /// What Envoy lends to one stream hook: header access, replies, metadata, metrics, attributes.
