@@ -177,6 +177,12 @@ pub(crate) fn new_config(
             cache.spawn_refresh(cancel.clone());
         }
     });
+    tracing::info!(
+        providers = config.providers.len(),
+        rules = config.rules.len(),
+        store = store.kind(),
+        "filter config loaded"
+    );
     Ok(Arc::new(Handle(Arc::new(AuthzConfig {
         checker,
         stats,
