@@ -34,9 +34,14 @@ pub(crate) fn init() {
             .with_target(false)
             .with_level(false)
             .with_writer(EnvoyLog)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                host::log_enabled(envoy_level(meta.level()))
-            }));
+            // Asked at every event (never cached per callsite): Envoy's level can change at
+            // run time (admin `/logging`).
+            .with_filter(
+                tracing_subscriber::filter::DynFilterFn::new(|meta, _| {
+                    host::log_enabled(envoy_level(meta.level()))
+                })
+                .with_callsite_filter(|_| tracing::subscriber::Interest::sometimes()),
+            );
         // Fails only if a subscriber is already set in this module, which then keeps working.
         let _ = tracing::subscriber::set_global_default(Registry::default().with(layer));
     });
