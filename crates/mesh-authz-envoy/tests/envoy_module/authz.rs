@@ -711,6 +711,26 @@ fn an_invalid_config_is_refused_with_its_paths() {
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
+    let broken_route = authz_bootstrap(&dir, &ca, &ports, &good)
+        .replace("allow_anonymous: true", "allow_anonymous: sometimes");
+    std::fs::write(&file, broken_route).unwrap();
+    let out = Command::new(envoy_bin())
+        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+        .arg(&file)
+        .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a broken per-route config was accepted:\n{text}"
+    );
+    assert!(
+        text.contains("per-route config \"mesh-authz\" rejected"),
+        "{text}"
+    );
+    assert!(text.contains("allow_anonymous"), "{text}");
 
     let mut envoy = Envoy::spawn(&dir, &authz_bootstrap(&dir, &ca, &ports, &bad));
     let status = wait_for(30, "envoy to exit on a bad config", || {
