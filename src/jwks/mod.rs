@@ -24,7 +24,7 @@ use fetch::{build_client, get_limited, parse_discovery, read_file_limited};
 use mesh_authz_core::config::{JwksConfig, JwksSource, ProviderConfig};
 use mesh_authz_core::token::KeySource;
 use mesh_authz_core::token::jwk::{DroppedKey, KeySet};
-pub use verifier::{build_verifier, load_all, start_verifier};
+pub use verifier::{build_verifier, build_verifier_with_sink, load_all, start_verifier};
 
 /// Largest JWKS or discovery document accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;

@@ -9,6 +9,7 @@ use super::{JwksCache, JwksError};
 use crate::telemetry::Metrics;
 use mesh_authz_core::compile::Compiled;
 use mesh_authz_core::config::{ConfigError, ConfigErrors, LimitsConfig, ProviderConfig};
+use mesh_authz_core::metrics::MetricsSink;
 use mesh_authz_core::token::{KeySource, Verifier};
 
 /// The verifier for `compiled` and the JWKS cache of each of its providers (config order). A
@@ -19,6 +20,17 @@ pub fn build_verifier(
     compiled: &Compiled,
     metrics: &Metrics,
     reuse: &[Arc<JwksCache>],
+) -> Result<(Verifier, Vec<Arc<JwksCache>>), ConfigErrors> {
+    build_verifier_with_sink(compiled, metrics, reuse, metrics.core_sink())
+}
+
+/// [`build_verifier`], with the verifier counting into `sink` rather than `metrics`' Prometheus
+/// series (the Envoy module counts into Envoy's stats; the caches still use `metrics`).
+pub fn build_verifier_with_sink(
+    compiled: &Compiled,
+    metrics: &Metrics,
+    reuse: &[Arc<JwksCache>],
+    sink: Arc<dyn MetricsSink>,
 ) -> Result<(Verifier, Vec<Arc<JwksCache>>), ConfigErrors> {
     let config = compiled.config();
     let mut caches = Vec::with_capacity(config.providers.len());
@@ -43,7 +55,7 @@ pub fn build_verifier(
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let verifier = assemble(&config.providers, &config.limits, &caches, metrics)
+    let verifier = assemble(&config.providers, &config.limits, &caches, sink)
         .map_err(|e| ConfigErrors(vec![ConfigError::new("providers", e.to_string())]))?
         .keep_claims_for(config.rule_claim_paths());
     Ok((verifier, caches))
@@ -53,13 +65,13 @@ fn assemble(
     providers: &[ProviderConfig],
     limits: &LimitsConfig,
     caches: &[Arc<JwksCache>],
-    metrics: &Metrics,
+    sink: Arc<dyn MetricsSink>,
 ) -> Result<Verifier, mesh_authz_core::token::VerifierError> {
     let sources: Vec<Arc<dyn KeySource>> = caches
         .iter()
         .map(|c| Arc::clone(c) as Arc<dyn KeySource>)
         .collect();
-    Verifier::new(providers, limits, sources, metrics.core_sink())
+    Verifier::new(providers, limits, sources, sink)
 }
 
 /// One load of every cache, concurrently (first keys, or a re-read). Failures are logged and
@@ -86,7 +98,7 @@ pub async fn start_verifier(
     for c in &caches {
         c.spawn_refresh(cancel.clone());
     }
-    let verifier = assemble(providers, limits, &caches, metrics)
+    let verifier = assemble(providers, limits, &caches, metrics.core_sink())
         .map_err(|e| JwksError::Config(e.to_string()))?;
     Ok((verifier, caches))
 }

@@ -146,3 +146,17 @@ impl Denied {
         self
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The answer a host gives for a decision. Every host (ext_authz gRPC and HTTP in the server, the
+// Envoy dynamic module) carries the same answer; `check::answer` says what it is, transport-free.
+// ---------------------------------------------------------------------------------------------
+
+/// The dynamic metadata namespace of mesh-authz's facts (Envoy's access logs, later filters).
+pub const METADATA_NAMESPACE: &str = "mesh_authz";
+
+/// Reason of a check that did not finish within its deadline (`limits.check_timeout`): 503.
+pub const REASON_DEADLINE_EXCEEDED: &str = "deadline_exceeded";
+
+/// `content-type` of every denial's generic body.
+pub const DENY_CONTENT_TYPE: &str = "application/json";

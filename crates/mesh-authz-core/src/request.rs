@@ -50,3 +50,37 @@ pub struct Request {
     /// when the route sets none and on the HTTP door, which cannot carry them.
     pub context_extensions: HashMap<String, String>,
 }
+
+impl ConnectionPeer {
+    /// What Envoy reports as `source.principal` for this certificate: the URI SAN, else the
+    /// subject, else empty. A host that reads the certificate as facts fills
+    /// [`PeerInfo::principal`] with this, so the `principal` identity source works as under
+    /// ext_authz.
+    pub fn principal(&self) -> String {
+        self.uri_san
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .or(self.subject.as_deref())
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principal_is_the_uri_san_else_the_subject() {
+        let mut c = ConnectionPeer {
+            uri_san: Some("spiffe://td/ns/a".into()),
+            subject: Some("CN=client".into()),
+            ..Default::default()
+        };
+        assert_eq!(c.principal(), "spiffe://td/ns/a");
+        c.uri_san = None;
+        assert_eq!(c.principal(), "CN=client");
+        c.subject = None;
+        assert_eq!(c.principal(), "");
+    }
+}

@@ -67,9 +67,11 @@ pub(crate) fn new_filter_config(
     ctx: &mut ConfigContext<'_>,
 ) -> Result<Arc<dyn FilterConfig>, String> {
     match filter_name {
+        crate::authz::FILTER_NAME => crate::authz::new_config(config, ctx),
         crate::probe::FILTER_NAME => crate::probe::new_config(config, ctx),
         other => Err(format!(
-            "unknown filter_name {other:?} (this module provides: {:?})",
+            "unknown filter_name {other:?} (this module provides: {:?}, {:?})",
+            crate::authz::FILTER_NAME,
             crate::probe::FILTER_NAME
         )),
     }
@@ -79,9 +81,11 @@ pub(crate) fn new_filter_config(
 /// `DynamicModuleFilterPerRoute`), or refuses it.
 pub(crate) fn new_route_config(name: &str, config: &[u8]) -> Result<RouteConfig, String> {
     match name {
+        crate::authz::FILTER_NAME => crate::authz::new_route_config(config),
         crate::probe::ROUTE_CONFIG_NAME => crate::probe::new_route_config(config),
         other => Err(format!(
-            "unknown per_route_config_name {other:?} (this module provides: {:?})",
+            "unknown per-route filter_name {other:?} (this module provides: {:?}, {:?})",
+            crate::authz::FILTER_NAME,
             crate::probe::ROUTE_CONFIG_NAME
         )),
     }

@@ -19,6 +19,7 @@
 
 #[allow(unsafe_code)]
 mod abi;
+mod authz;
 pub mod filter;
 #[allow(unsafe_code)]
 pub mod host;

@@ -862,3 +862,16 @@ fn the_bootstrap_validates() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// The mesh-authz filter's tests share this binary (and its helpers above).
+#[path = "envoy_module/authz.rs"]
+mod authz;
+// The repository's real-`redis-server` helper (tests/common/redis.rs), shared as it is.
+#[path = "../../../tests/common/redis.rs"]
+#[allow(
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+mod redis_server;

@@ -1,5 +1,6 @@
 //! The check pipeline: a transport-free request in, a decision out.
 
+pub mod answer;
 mod headers;
 
 use std::sync::Arc;

@@ -1,0 +1,122 @@
+//! The answer every host gives for a decision (ext_authz gRPC and HTTP in the server, the Envoy
+//! dynamic module): which headers an allow sets and removes upstream, what a denial's local answer
+//! carries, and the facts for the `mesh_authz` dynamic metadata. Transport-free; a host only
+//! translates these into its own types.
+
+use serde_json::{Map, Value};
+
+use crate::decision::{Allowed, DENY_CONTENT_TYPE, Denied, DenyStatus, REASON_DEADLINE_EXCEEDED};
+use crate::token::verified::safe_header_value;
+
+impl Allowed {
+    /// The upstream header mutations this allow asks for: `(set, remove)`. Each `set` entry
+    /// replaces every value the client sent under that name; every `remove` name is stripped. A
+    /// value to set that is not a safe header value (control characters, over the size bound) is
+    /// moved to `remove`: a name we may inject is never left to the client.
+    pub fn header_mutations(&self) -> (Vec<(&str, &str)>, Vec<&str>) {
+        let mut remove: Vec<&str> = self.remove_headers.iter().map(String::as_str).collect();
+        let mut set = Vec::with_capacity(self.set_headers.len());
+        for (name, value) in &self.set_headers {
+            if safe_header_value(value) {
+                set.push((name.as_str(), value.as_str()));
+            } else {
+                remove.push(name.as_str());
+            }
+        }
+        (set, remove)
+    }
+
+    /// The facts for the `mesh_authz` dynamic metadata: [`Allowed::metadata`] and, whatever
+    /// `allow_metadata` says, the dry-run denial (it was asked for). Empty: set nothing.
+    pub fn metadata_facts(&self) -> Map<String, Value> {
+        let mut facts = self.metadata.clone();
+        if let Some(d) = &self.dry_run {
+            facts.insert("dry_run".into(), d.to_metadata());
+        }
+        facts
+    }
+}
+
+impl Denied {
+    /// A check that did not finish within its deadline: 503 [`REASON_DEADLINE_EXCEEDED`].
+    pub fn deadline_exceeded() -> Self {
+        Self::new(DenyStatus::Unavailable, REASON_DEADLINE_EXCEEDED, None)
+    }
+
+    /// The headers of the local answer: `content-type` and, when the decision has one, the
+    /// `www-authenticate` challenge. The body is [`DenyStatus::body`].
+    pub fn response_headers(&self) -> Vec<(&'static str, &'static str)> {
+        let mut headers = vec![("content-type", DENY_CONTENT_TYPE)];
+        if let Some(challenge) = self.www_authenticate {
+            headers.push(("www-authenticate", challenge));
+        }
+        headers
+    }
+
+    /// The facts for the `mesh_authz` dynamic metadata: `reason`, `rule` when one matched, and the
+    /// dry-run denial when there was one.
+    pub fn metadata_facts(&self) -> Map<String, Value> {
+        let mut facts = Map::new();
+        facts.insert("reason".into(), Value::String(self.reason.into()));
+        if let Some(rule) = &self.rule {
+            facts.insert("rule".into(), Value::String(rule.clone()));
+        }
+        if let Some(d) = &self.dry_run {
+            facts.insert("dry_run".into(), d.to_metadata());
+        }
+        facts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{CHALLENGE_INVALID, DryRunDenial};
+
+    #[test]
+    fn unsafe_values_are_removed_never_set() {
+        let a = Allowed {
+            set_headers: vec![
+                ("x-auth-subject".into(), "alice".into()),
+                ("x-auth-bad".into(), "line\nbreak".into()),
+            ],
+            remove_headers: vec!["x-auth-scope".into(), "authorization".into()],
+            ..Default::default()
+        };
+        let (set, remove) = a.header_mutations();
+        assert_eq!(set, vec![("x-auth-subject", "alice")]);
+        assert_eq!(remove, vec!["x-auth-scope", "authorization", "x-auth-bad"]);
+    }
+
+    #[test]
+    fn deny_headers_and_facts() {
+        let d = Denied::new(DenyStatus::Unauthorized, "token_expired", Some("api"))
+            .with_challenge(CHALLENGE_INVALID);
+        assert_eq!(
+            d.response_headers(),
+            vec![
+                ("content-type", "application/json"),
+                ("www-authenticate", CHALLENGE_INVALID)
+            ]
+        );
+        let facts = d.metadata_facts();
+        assert_eq!(facts["reason"], "token_expired");
+        assert_eq!(facts["rule"], "api");
+        assert!(!facts.contains_key("dry_run"));
+        let t = Denied::deadline_exceeded();
+        assert_eq!((t.status.code(), t.reason), (503, "deadline_exceeded"));
+        assert_eq!(t.response_headers().len(), 1);
+    }
+
+    #[test]
+    fn allow_facts_carry_the_dry_run_denial() {
+        let denied = Denied::new(DenyStatus::Forbidden, "scope_missing", None);
+        let a = Allowed {
+            dry_run: Some(DryRunDenial::new("shadow", &denied)),
+            ..Default::default()
+        };
+        let facts = a.metadata_facts();
+        assert_eq!(facts["dry_run"]["status"], 403);
+        assert_eq!(facts["dry_run"]["rule"], "shadow");
+    }
+}

@@ -1,0 +1,237 @@
+//! The per-stream filter and how it drives a check.
+//!
+//! The check is the core's future over an owned request and the config's shared checker. It is
+//! polled once, inline, on Envoy's worker (inside the runtime's context, with a no-op waker): with
+//! the memory store, a cached token and loaded keys it is ready at once and the request is answered
+//! in the same hook, without pausing. Otherwise (a Redis lookup, a JWKS refetch for an unknown
+//! `kid`) the request is held (`StopAllIterationAndBuffer`: no byte reaches the upstream), the
+//! future finishes on the module's runtime within what remains of `limits.check_timeout` (past it:
+//! 503 `deadline_exceeded`, as the server's gate answers), the verdict is left in a shared slot,
+//! and the stream's scheduler wakes the filter on its worker, which answers. A stream gone in the
+//! meantime is harmless: the commit is a no-op, and the task is aborted when the filter drops.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use mesh_authz_core::check::Checker;
+use mesh_authz_core::clock::unix_now;
+use mesh_authz_core::decision::{Decision, Denied};
+use mesh_authz_core::metrics::CheckOutcome;
+use mesh_authz_core::request::Request;
+use tokio::task::AbortHandle;
+
+use super::answer;
+use super::config::{AuthzConfig, RouteChoice};
+use super::route::RouteSpec;
+use super::stats::{Event, Recorder};
+use crate::filter::{Filter, HeadersStatus};
+use crate::host::Stream;
+
+/// The event id the runtime commits when a verdict is ready.
+const VERDICT_READY: u64 = 1;
+
+/// `%RESPONSE_CODE_DETAILS%` when a route's rule set does not compile against the filter config.
+pub(crate) const ROUTE_INVALID_DETAILS: &str = "mesh_authz_route_config_invalid";
+/// `%RESPONSE_CODE_DETAILS%` when the stream cannot wait for a check (no scheduler).
+pub(crate) const CANNOT_WAIT_DETAILS: &str = "mesh_authz_cannot_wait";
+
+/// A check's outcome, as the runtime hands it over.
+enum Verdict {
+    Decided(Decision),
+    /// `limits.check_timeout` passed first.
+    TimedOut,
+}
+
+/// What a stream waiting on the runtime holds.
+struct Waiting {
+    slot: Arc<Mutex<Option<Verdict>>>,
+    recorder: Recorder,
+    task: AbortHandle,
+    /// For the deadline's log line (the request itself moved into the check).
+    summary: Summary,
+}
+
+struct Summary {
+    method: String,
+    host: String,
+    path: String,
+    request_id: Option<String>,
+}
+
+/// The `mesh-authz` filter of one stream.
+pub(crate) struct AuthzFilter {
+    config: Arc<AuthzConfig>,
+    waiting: Option<Waiting>,
+}
+
+impl AuthzFilter {
+    pub(crate) fn new(config: Arc<AuthzConfig>) -> Self {
+        Self {
+            config,
+            waiting: None,
+        }
+    }
+
+    /// Answers `decision` now: the request goes on (allow) or was answered locally (deny).
+    fn answer(&self, stream: &mut Stream<'_>, decision: &Decision) -> HeadersStatus {
+        if answer::apply(stream, decision) {
+            HeadersStatus::Continue
+        } else {
+            HeadersStatus::StopIteration
+        }
+    }
+
+    fn start(
+        &mut self,
+        stream: &mut Stream<'_>,
+        checker: Arc<Checker>,
+        req: Request,
+    ) -> HeadersStatus {
+        let started = Instant::now();
+        let summary = Summary {
+            method: req.method.clone(),
+            host: req.host.clone(),
+            path: req.path.clone(),
+            request_id: req.request_id.clone(),
+        };
+        let recorder = Recorder::default();
+        let mut check = Box::pin(
+            recorder
+                .clone()
+                .scope(async move { checker.check_traced(&req, unix_now(), None).await }),
+        );
+        let runtime = self.config.runtime;
+        let polled = {
+            // Tokio resources the check creates (timers, sockets) register with the runtime.
+            let _context = runtime.enter();
+            check.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        if let Poll::Ready(decision) = polled {
+            recorder.flush(stream, &self.config.stats);
+            return self.answer(stream, &decision);
+        }
+        let Some(scheduler) = stream.scheduler() else {
+            tracing::error!(
+                "no scheduler for the stream: cannot wait for the check; answering 503"
+            );
+            stream.send_local_reply(
+                503,
+                &[("content-type", b"application/json")],
+                mesh_authz_core::decision::DenyStatus::Unavailable
+                    .body()
+                    .as_bytes(),
+                CANNOT_WAIT_DETAILS,
+            );
+            return HeadersStatus::StopIteration;
+        };
+        let budget = self.config.check_timeout.saturating_sub(started.elapsed());
+        let slot = Arc::new(Mutex::new(None));
+        let task = {
+            let slot = Arc::clone(&slot);
+            runtime.spawn(async move {
+                let verdict = match tokio::time::timeout(budget, check).await {
+                    Ok(decision) => Verdict::Decided(decision),
+                    Err(_) => Verdict::TimedOut,
+                };
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict);
+                // A no-op when the stream is gone.
+                scheduler.commit(VERDICT_READY);
+            })
+        };
+        self.waiting = Some(Waiting {
+            slot,
+            recorder,
+            task: task.abort_handle(),
+            summary,
+        });
+        HeadersStatus::StopAllIterationAndBuffer
+    }
+}
+
+impl Filter for AuthzFilter {
+    fn on_request_headers(
+        &mut self,
+        stream: &mut Stream<'_>,
+        _end_of_stream: bool,
+    ) -> HeadersStatus {
+        let route = stream.route_config::<RouteSpec>();
+        let checker = match self.config.choose(route.as_ref()) {
+            RouteChoice::Disabled => return HeadersStatus::Continue,
+            RouteChoice::Check(c) => c,
+            RouteChoice::Broken => {
+                stream.send_local_reply(
+                    503,
+                    &[("content-type", b"application/json")],
+                    mesh_authz_core::decision::DenyStatus::Unavailable
+                        .body()
+                        .as_bytes(),
+                    ROUTE_INVALID_DETAILS,
+                );
+                return HeadersStatus::StopIteration;
+            }
+        };
+        let empty = std::collections::HashMap::new();
+        let extensions = route.as_ref().map_or(&empty, |r| &r.context_extensions);
+        let req = super::request::from_stream(stream, extensions);
+        self.start(stream, checker, req)
+    }
+
+    fn on_scheduled(&mut self, stream: &mut Stream<'_>, event_id: u64) {
+        if event_id != VERDICT_READY {
+            return;
+        }
+        let Some(waiting) = self.waiting.take() else {
+            return;
+        };
+        let verdict = waiting
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        waiting.recorder.flush(stream, &self.config.stats);
+        let decision = match verdict {
+            Some(Verdict::Decided(d)) => d,
+            // Committed only after the slot is filled; kept fail-closed all the same.
+            Some(Verdict::TimedOut) | None => {
+                let denied = Denied::deadline_exceeded();
+                let s = &waiting.summary;
+                tracing::warn!(
+                    decision = "deny",
+                    status = denied.status.code(),
+                    reason = denied.reason,
+                    request_id = s.request_id.as_deref().unwrap_or(""),
+                    method = %s.method,
+                    host = %s.host,
+                    path = %s.path,
+                    "check denied"
+                );
+                let counted = Recorder::default();
+                counted.push(Event::Check {
+                    outcome: CheckOutcome::Deny,
+                    reason: denied.reason,
+                    micros: None,
+                });
+                counted.flush(stream, &self.config.stats);
+                Decision::Deny(denied)
+            }
+        };
+        if answer::apply(stream, &decision) {
+            stream.continue_decoding();
+        }
+    }
+
+    fn on_stream_complete(&mut self, _stream: &mut Stream<'_>) {
+        if let Some(w) = self.waiting.take() {
+            w.task.abort();
+        }
+    }
+}
+
+impl Drop for AuthzFilter {
+    fn drop(&mut self) {
+        if let Some(w) = self.waiting.take() {
+            w.task.abort();
+        }
+    }
+}

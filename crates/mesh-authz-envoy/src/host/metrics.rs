@@ -1,0 +1,127 @@
+//! Stats: defining counters, gauges and histograms (config hook) and the result codes of the
+//! recording calls.
+
+use std::marker::PhantomData;
+
+use crate::abi;
+
+/// A counter defined by [`ConfigContext::define_counter`]; valid with streams of that config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterId(pub(super) usize);
+/// A gauge defined by [`ConfigContext::define_gauge`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GaugeId(pub(super) usize);
+/// A histogram defined by [`ConfigContext::define_histogram`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistogramId(pub(super) usize);
+
+/// A metrics call Envoy refused (`envoy_dynamic_module_type_metrics_result` other than
+/// `Success`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsError {
+    /// `MetricNotFound`: the id does not belong to this stream's config.
+    MetricNotFound,
+    /// `InvalidLabels`: the label count differs from the definition's.
+    InvalidLabels,
+    /// `Frozen`: stats can no longer be defined (outside `on_http_filter_config_new`).
+    Frozen,
+    /// A value the 1.40 header does not define.
+    Unknown(u32),
+}
+
+impl std::fmt::Display for MetricsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "envoy metrics call failed: {self:?}")
+    }
+}
+
+impl std::error::Error for MetricsError {}
+
+pub(super) fn metrics_result(r: abi::MetricsResult) -> Result<(), MetricsError> {
+    match r {
+        abi::METRICS_SUCCESS => Ok(()),
+        1 => Err(MetricsError::MetricNotFound),
+        2 => Err(MetricsError::InvalidLabels),
+        3 => Err(MetricsError::Frozen),
+        other => Err(MetricsError::Unknown(other)),
+    }
+}
+
+pub(super) fn buffers(strings: &[&str]) -> Vec<abi::ModuleBuffer> {
+    strings
+        .iter()
+        .map(|s| abi::ModuleBuffer::from_bytes(s.as_bytes()))
+        .collect()
+}
+
+/// What Envoy lends during `on_http_filter_config_new` (main thread): defining metrics.
+pub struct ConfigContext<'a> {
+    pub(super) envoy: abi::HttpFilterConfigEnvoyPtr,
+    pub(super) _borrow: PhantomData<&'a mut ()>,
+}
+
+type DefineFn = unsafe extern "C" fn(
+    abi::HttpFilterConfigEnvoyPtr,
+    abi::ModuleBuffer,
+    *mut abi::ModuleBuffer,
+    usize,
+    *mut usize,
+) -> abi::MetricsResult;
+
+impl ConfigContext<'_> {
+    fn define(&mut self, f: DefineFn, name: &str, labels: &[&str]) -> Result<usize, MetricsError> {
+        let mut labels = buffers(labels);
+        let mut id = 0usize;
+        // SAFETY: `self.envoy` is the config pointer Envoy passed to the running
+        // `on_http_filter_config_new` (ConfigContext can not outlive it); `name` and `labels`
+        // outlive the call and are only read; `id` is a valid out-pointer.
+        let r = unsafe {
+            f(
+                self.envoy,
+                abi::ModuleBuffer::from_bytes(name.as_bytes()),
+                labels.as_mut_ptr(),
+                labels.len(),
+                &mut id,
+            )
+        };
+        metrics_result(r).map(|()| id)
+    }
+
+    /// Defines a counter `name` with `labels` (names of labels; may be empty).
+    pub fn define_counter(
+        &mut self,
+        name: &str,
+        labels: &[&str],
+    ) -> Result<CounterId, MetricsError> {
+        self.define(
+            abi::envoy_dynamic_module_callback_http_filter_config_define_counter,
+            name,
+            labels,
+        )
+        .map(CounterId)
+    }
+
+    /// Defines a gauge.
+    pub fn define_gauge(&mut self, name: &str, labels: &[&str]) -> Result<GaugeId, MetricsError> {
+        self.define(
+            abi::envoy_dynamic_module_callback_http_filter_config_define_gauge,
+            name,
+            labels,
+        )
+        .map(GaugeId)
+    }
+
+    /// Defines a histogram.
+    pub fn define_histogram(
+        &mut self,
+        name: &str,
+        labels: &[&str],
+    ) -> Result<HistogramId, MetricsError> {
+        self.define(
+            abi::envoy_dynamic_module_callback_http_filter_config_define_histogram,
+            name,
+            labels,
+        )
+        .map(HistogramId)
+    }
+}
