@@ -56,6 +56,8 @@ def test_multi_stage_build():
 def test_module_image_is_envoy_1_40_with_the_module():
     """`--target envoy-with-mesh-authz`: Envoy 1.40.0 (the ABI the module is built for) with the .so
     at the path the Envoy Gateway door's EnvoyProxy names, found by the search path too, nonroot."""
+    import yaml
+
     runs = " ".join(rest for word, rest in stage("module-builder")[1] if word == "RUN")
     assert "cargo build --release --locked -p mesh-authz-envoy" in runs
     assert "target/release/libmesh_authz_envoy.so" in runs
@@ -72,6 +74,10 @@ def test_module_image_is_envoy_1_40_with_the_module():
     assert envs["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] == dest.rsplit("/", 1)[0]
     users = [rest for word, rest in ins if word == "USER"]
     assert users == ["65532:65532"]
+    # The EnvoyProxy of gateways/envoy-gateway-in-proxy/ loads exactly this file.
+    [proxy] = yaml.safe_load_all((REPO / "gateways" / "envoy-gateway-in-proxy" / "envoy-proxy.yaml").read_text())
+    [entry] = proxy["spec"]["dynamicModules"]
+    assert entry["source"]["local"]["path"] == dest
     # No secret goes into the image (no ARG/ENV naming one, no copied key material).
     text = (REPO / "Dockerfile").read_text().lower()
     for word in ("password", "secret", "token=", "_key"):
