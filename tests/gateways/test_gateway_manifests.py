@@ -769,6 +769,28 @@ def test_in_proxy_walkthrough_covers_the_steps():
     assert not (GATEWAYS / IN_PROXY / VALUES).exists(), "in-proxy: no mesh-authz server, no Helm values"
 
 
+def test_in_proxy_doc_matches_the_validated_manifests(binary, tmp_path):
+    """docs/in-proxy.md's Envoy Gateway example is the door's manifests, field for field (its
+    shortened mesh-authz config passes check-config too)."""
+    text = (REPO / "docs" / "in-proxy.md").read_text()
+    section = text.split("## Envoy Gateway", 1)[1]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    shown = [d for b in blocks for d in yaml.safe_load_all(b) if d]
+    assert {d["kind"] for d in shown} >= {"EnvoyProxy", "EnvoyExtensionPolicy"}
+    for obj in shown:
+        validate_object(obj)
+    [proxy] = [d for d in shown if d["kind"] == "EnvoyProxy"]
+    [shipped] = docs(IN_PROXY, "envoy-proxy.yaml")
+    assert proxy["spec"]["dynamicModules"] == shipped["spec"]["dynamicModules"]
+    [eep] = [d for d in shown if d["kind"] == "EnvoyExtensionPolicy"]
+    _, module = in_proxy_policy()
+    assert {k: v for k, v in eep["spec"]["dynamicModule"][0].items() if k != "config"} == \
+        {k: v for k, v in module.items() if k != "config"}
+    out = check_config(binary, json.dumps(eep["spec"]["dynamicModule"][0]["config"]), tmp_path)
+    assert out.returncode == 0, f"docs/in-proxy.md Envoy Gateway config: {out.stdout}{out.stderr}"
+    assert f"gateways/{IN_PROXY}/" in section
+
+
 # ---------------------------------------------------------------------------------------------
 # The mesh-authz side of each door.
 def values(door: str) -> dict:
