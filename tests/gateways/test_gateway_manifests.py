@@ -31,7 +31,12 @@ GATEWAYS = REPO / "gateways"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 ISTIO_SCHEMAS = REPO / "tests" / "chart" / "schemas"
 CHART_DIR = REPO / "charts" / "mesh-authz"
+# ext_authz doors: mesh-authz runs as the chart's server, configured by the door's Helm values.
 DOORS = ["istio-ambient", "envoy-gateway", "gateway-api", "kgateway", "contour"]
+# In-proxy doors: mesh-authz runs inside the gateway's Envoy (the dynamic module); its config is in
+# the manifests (an EnvoyExtensionPolicy's dynamicModule[].config), not in Helm values.
+IN_PROXY_DOORS = ["envoy-gateway-in-proxy"]
+ALL_DOORS = DOORS + IN_PROXY_DOORS
 VALUES = "mesh-authz-values.yaml"
 
 # (group, kind) -> vendored schema file.
@@ -41,6 +46,8 @@ SCHEMA_FILES = {
     ("gateway.networking.k8s.io", "ReferenceGrant"): SCHEMAS / "referencegrant.gateway.networking.k8s.io.json",
     ("gateway.envoyproxy.io", "SecurityPolicy"): SCHEMAS / "securitypolicy.gateway.envoyproxy.io.json",
     ("gateway.envoyproxy.io", "ClientTrafficPolicy"): SCHEMAS / "clienttrafficpolicy.gateway.envoyproxy.io.json",
+    ("gateway.envoyproxy.io", "EnvoyProxy"): SCHEMAS / "envoyproxy.gateway.envoyproxy.io.json",
+    ("gateway.envoyproxy.io", "EnvoyExtensionPolicy"): SCHEMAS / "envoyextensionpolicy.gateway.envoyproxy.io.json",
     ("gateway.kgateway.dev", "GatewayExtension"): SCHEMAS / "gatewayextension.gateway.kgateway.dev.json",
     ("gateway.kgateway.dev", "TrafficPolicy"): SCHEMAS / "trafficpolicy.gateway.kgateway.dev.json",
     ("projectcontour.io", "ExtensionService"): SCHEMAS / "extensionservice.projectcontour.io.json",
@@ -95,7 +102,7 @@ def manifests(door: str) -> list[tuple[str, dict]]:
 
 
 def all_objects() -> list[tuple[str, str, dict]]:
-    return [(door, name, obj) for door in DOORS for name, obj in manifests(door)]
+    return [(door, name, obj) for door in ALL_DOORS for name, obj in manifests(door)]
 
 
 def objects_of(kind: str) -> list[dict]:
@@ -198,6 +205,32 @@ def _xfcc_cert_details(spec):
             "certDetailsToAdd can only be set when mode is AppendForward or SanitizeSet"
 
 
+def _target_refs_group(spec):
+    for ref in spec.get("targetRefs", []):
+        assert ref.get("group") == "gateway.networking.k8s.io", \
+            "this policy can only have a targetRefs[*].group of gateway.networking.k8s.io"
+
+
+def _envoy_proxy(spec):
+    assert not (spec.get("mergeGateways") and "mergeBackends" in spec), \
+        "mergeGateways and mergeBackends cannot both be enabled"
+    container = spec.get("provider", {}).get("kubernetes", {}).get("envoyDeployment", {}).get("container", {})
+    assert not ("image" in container and "imageRepository" in container), "Either image or imageRepository can be set."
+    if "image" in container:
+        assert re.fullmatch(r"[a-zA-Z0-9._-]+(:[0-9]+)?(/[a-zA-Z0-9._/-]+)?(:[a-zA-Z0-9._-]+)?(@sha256:[a-z0-9]+)?",
+                            container["image"]), "Image must include a tag and allowed characters only (e.g., 'repo:tag')."
+    for module in spec.get("dynamicModules", []):
+        source = module["source"]
+        kind = source.get("type", "Local")  # the CRD's default
+        if kind == "Remote":
+            assert "remote" in source, "If type is Remote, remote field needs to be set."
+            assert "local" not in source, "If type is Remote, local field must not be set."
+        else:
+            assert "remote" not in source, "If type is Remote, remote field needs to be set."
+        if kind == "Local":
+            assert "local" in source, "If type is Local, local field needs to be set."
+
+
 def _gateway_extension_type(spec):
     for t, key in (("ExtAuth", "extAuth"), ("ExtProc", "extProc"), ("RateLimit", "rateLimit")):
         if spec["type"] == t:
@@ -240,6 +273,12 @@ CEL_RULES = {
         _target_refs_kinds({"Gateway", "ListenerSet"},
                            "this policy can only have a targetRefs[*].kind of Gateway or ListenerSet"),
     ],
+    "EnvoyProxy": [_envoy_proxy],
+    "EnvoyExtensionPolicy": [
+        _target_ref_xor_refs, _target_refs_group,
+        _target_refs_kinds({"Gateway", "ListenerSet", "HTTPRoute", "GRPCRoute", "UDPRoute", "TCPRoute", "TLSRoute"},
+                           "this policy can only have a targetRefs[*].kind of Gateway/ListenerSet/HTTPRoute/GRPCRoute/TCPRoute/UDPRoute/TLSRoute"),
+    ],
     "GatewayExtension": [_gateway_extension_type],
     "TrafficPolicy": [
         _traffic_policy_ext_auth,
@@ -274,6 +313,15 @@ CEL_MESSAGES = {
     "ClientTrafficPolicy": ["certDetailsToAdd can only be set when mode is AppendForward or SanitizeSet",
                             "either targetRef or targetRefs must be used",
                             "this policy can only have a targetRefs[*].kind of Gateway or ListenerSet"],
+    "EnvoyProxy": ["mergeGateways and mergeBackends cannot both be enabled",
+                   "Either image or imageRepository can be set.",
+                   "Image must include a tag and allowed characters only (e.g., 'repo:tag').",
+                   "If type is Remote, remote field needs to be set.",
+                   "If type is Local, local field needs to be set.",
+                   "If type is Remote, local field must not be set."],
+    "EnvoyExtensionPolicy": ["either targetRef or targetRefs must be used",
+                             "this policy can only have a targetRefs[*].group of gateway.networking.k8s.io",
+                             "this policy can only have a targetRefs[*].kind of Gateway/ListenerSet/HTTPRoute/GRPCRoute/TCPRoute/UDPRoute/TLSRoute"],
     "GatewayExtension": ["ExtAuth must be set when type is ExtAuth", "ExtAuth must not be set when type is not ExtAuth",
                          "Must have port for Service reference", "invalid timeout value"],
     "TrafficPolicy": ["exactly one of the fields in [extensionRef disable] must be set",
@@ -353,7 +401,7 @@ def test_istio_schema_has_waypoint_target_refs():
         assert message in text
 
 
-@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("door", ALL_DOORS)
 def test_every_manifest_validates_against_its_crd(door):
     objs = manifests(door)
     assert objs, f"gateways/{door} ships no manifests"
@@ -425,6 +473,33 @@ def _mutations():
          at(["spec", "headers", "xForwardedClientCert", "mode"], "SANITIZE_SET")),
         ("ctp-details-without-set", 'certDetailsToAdd can only be set', "envoy-gateway", "client-traffic-policy.yaml", "ClientTrafficPolicy",
          at(["spec", "headers", "xForwardedClientCert", "mode"], "Sanitize")),
+        # Envoy Gateway, in-proxy (dynamic module)
+        ("eep-dynamicmodules-plural", "'dynamicModules' was unexpected", "envoy-gateway-in-proxy", "envoy-extension-policy.yaml", "EnvoyExtensionPolicy",
+         rename(["spec", "dynamicModule"], "dynamicModules")),
+        ("eep-filtername-typo", "'filter_name' was unexpected", "envoy-gateway-in-proxy", "envoy-extension-policy.yaml", "EnvoyExtensionPolicy",
+         rename(["spec", "dynamicModule", 0, "filterName"], "filter_name")),
+        ("eep-module-name-uppercase", "does not match", "envoy-gateway-in-proxy", "envoy-extension-policy.yaml", "EnvoyExtensionPolicy",
+         at(["spec", "dynamicModule", 0, "name"], "Mesh_Authz")),
+        ("eep-target-service", "targetRefs\\[\\*\\]\\.kind of Gateway", "envoy-gateway-in-proxy", "envoy-extension-policy.yaml", "EnvoyExtensionPolicy",
+         at(["spec", "targetRefs", 0, "kind"], "Service")),
+        ("eep-target-group", "targetRefs\\[\\*\\]\\.group", "envoy-gateway-in-proxy", "envoy-extension-policy.yaml", "EnvoyExtensionPolicy",
+         at(["spec", "targetRefs", 0, "group"], "gateway.envoyproxy.io")),
+        ("ep-dynamicmodule-singular", "'dynamicModule' was unexpected", "envoy-gateway-in-proxy", "envoy-proxy.yaml", "EnvoyProxy",
+         rename(["spec", "dynamicModules"], "dynamicModule")),
+        ("ep-do-not-close-snake", "'do_not_close' was unexpected", "envoy-gateway-in-proxy", "envoy-proxy.yaml", "EnvoyProxy",
+         rename(["spec", "dynamicModules", 0, "doNotClose"], "do_not_close")),
+        ("ep-do-not-close-string", "is not of type 'boolean'", "envoy-gateway-in-proxy", "envoy-proxy.yaml", "EnvoyProxy",
+         at(["spec", "dynamicModules", 0, "doNotClose"], "true")),
+        ("ep-local-filename", "'path' is a required property", "envoy-gateway-in-proxy", "envoy-proxy.yaml", "EnvoyProxy",
+         rename(["spec", "dynamicModules", 0, "source", "local", "path"], "filename")),
+        ("ep-source-type-file", "'File' is not one of", "envoy-gateway-in-proxy", "envoy-proxy.yaml", "EnvoyProxy",
+         at(["spec", "dynamicModules", 0, "source", "type"], "File")),
+        ("ep-remote-without-remote", "If type is Remote, remote field needs to be set", "envoy-gateway-in-proxy", "envoy-proxy.yaml", "EnvoyProxy",
+         at(["spec", "dynamicModules", 0, "source", "type"], "Remote")),
+        ("ep-image-and-repository", "Either image or imageRepository", "envoy-gateway-in-proxy", "envoy-proxy.yaml", "EnvoyProxy",
+         at(["spec", "provider", "kubernetes", "envoyDeployment", "container", "imageRepository"], "ghcr.io/mesh-authz/envoy")),
+        ("gateway-parametersref-without-group", "'group' is a required property", "envoy-gateway-in-proxy", "gateway.yaml", "Gateway",
+         drop(["spec", "infrastructure", "parametersRef", "group"])),
         # Gateway API
         ("route-externalauth-typo", "'extAuth' was unexpected", "gateway-api", "httproute-grpc.yaml", "HTTPRoute",
          rename(["spec", "rules", 0, "filters", 0, "externalAuth"], "extAuth")),
@@ -531,6 +606,16 @@ def test_every_door_fails_closed():
         assert ge["spec"]["extAuth"].get("statusOnError", 403) >= 400
     for proxy in objects_of("HTTPProxy"):
         assert proxy["spec"]["virtualhost"]["authorization"]["failOpen"] is False
+    # In-proxy: Envoy Gateway answers 500 on the targeted routes when the module is not registered
+    # (no fail-open switch exists); mesh-authz itself denies what no rule allows and what it
+    # cannot check (revocation.on_error, the CRD's default deny).
+    eeps = objects_of("EnvoyExtensionPolicy")
+    assert eeps
+    for eep in eeps:
+        for module in eep["spec"]["dynamicModule"]:
+            config = module["config"]
+            assert config["default_action"] == "deny"
+            assert config.get("revocation", {}).get("on_error", "deny") == "deny"
 
 
 def test_cross_namespace_refs_are_granted(chart_service):
@@ -558,7 +643,7 @@ def test_cross_namespace_refs_are_granted(chart_service):
 
 def test_routes_and_policies_line_up():
     """Every policy targets an object its door ships, and every route hangs off a shipped Gateway."""
-    for door in DOORS:
+    for door in ALL_DOORS:
         objs = [o for _, o in manifests(door) if o["kind"] != "Namespace"]
         names = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs}
         for o in objs:
@@ -598,6 +683,112 @@ def test_waypoint_policy_uses_target_refs_and_a_mesh_provider():
         if "envoyExtAuthzHttp" in p:
             assert "x-forwarded-client-cert" in p["envoyExtAuthzHttp"]["includeRequestHeadersInCheck"]
     assert provider.get("envoyExtAuthzGrpc", provider.get("envoyExtAuthzHttp"))["failOpen"] is False
+
+
+# ---------------------------------------------------------------------------------------------
+# Envoy Gateway in-proxy: the module, registered by the Gateway's EnvoyProxy, runs the mesh-authz
+# filter with an inline config.
+IN_PROXY = "envoy-gateway-in-proxy"
+
+
+def in_proxy_policy() -> tuple[dict, dict]:
+    """(EnvoyExtensionPolicy, its mesh-authz dynamicModule entry)."""
+    [eep] = docs(IN_PROXY, "envoy-extension-policy.yaml")
+    [module] = [m for m in eep["spec"]["dynamicModule"] if m.get("filterName") == "mesh-authz"]
+    return eep, module
+
+
+def in_proxy_config_json() -> str:
+    """The filter_config Envoy Gateway hands the module: the config as JSON text in a StringValue."""
+    _, module = in_proxy_policy()
+    return json.dumps(module["config"], separators=(",", ":"))
+
+
+def test_in_proxy_config_passes_check_config(binary, tmp_path):
+    text = in_proxy_config_json()
+    config = json.loads(text)
+    for p in config["providers"]:
+        assert p["audiences"], "every provider names its audiences"
+    assert config["identity"]["trust_domains"], "a peer outside the mesh's trust domains is foreign"
+    out = check_config(binary, text, tmp_path)
+    assert out.returncode == 0, f"gateways/{IN_PROXY}/envoy-extension-policy.yaml config: {out.stdout}{out.stderr}"
+
+
+def test_in_proxy_check_config_refuses_a_broken_inline_config(binary, tmp_path):
+    """The same extraction catches a mistake the CRD cannot (config is free-form there)."""
+    config = json.loads(in_proxy_config_json())
+    config["default_action"] = "maybe"
+    out = check_config(binary, json.dumps(config), tmp_path)
+    assert out.returncode != 0 and "default_action" in out.stdout + out.stderr
+
+
+def test_in_proxy_identity_is_the_connection_certificate():
+    identity = json.loads(in_proxy_config_json())["identity"]
+    # The module reads the peer certificate from the connection; nothing writes XFCC here.
+    assert identity["sources"] == ["certificate"]
+    assert identity["trust_xfcc"] is False
+    [ctp] = docs(IN_PROXY, "client-traffic-policy.yaml")
+    assert ctp["spec"]["tls"]["clientValidation"]["caCertificateRefs"]
+    assert "xForwardedClientCert" not in ctp["spec"].get("headers", {})
+
+
+def test_in_proxy_module_is_registered_on_the_gateways_envoy_proxy():
+    eep, module = in_proxy_policy()
+    ns = eep["metadata"]["namespace"]
+    gateways = {o["metadata"]["name"]: o for o in docs(IN_PROXY, "gateway.yaml") if o["kind"] == "Gateway"}
+    [proxy] = docs(IN_PROXY, "envoy-proxy.yaml")
+    for ref in eep["spec"]["targetRefs"]:
+        # Every route of the Gateway is checked (a route-level target would leave the others open).
+        assert ref["kind"] == "Gateway"
+        gw = gateways[ref["name"]]
+        params = gw["spec"]["infrastructure"]["parametersRef"]
+        # Envoy Gateway resolves a Gateway's parametersRef in the Gateway's own namespace.
+        assert params == {"group": "gateway.envoyproxy.io", "kind": "EnvoyProxy", "name": proxy["metadata"]["name"]}
+        assert gw["metadata"]["namespace"] == proxy["metadata"]["namespace"] == ns
+    registry = {m["name"]: m for m in proxy["spec"]["dynamicModules"]}
+    entry = registry[module["name"]]
+    assert entry["source"].get("type", "Local") == "Local"
+    path = entry["source"]["local"]["path"]
+    assert path.startswith("/") and path.endswith("/libmesh_authz_envoy.so")
+    assert entry["doNotClose"] is True, "the module owns threads: it must never be dlclose()d"
+    assert module.get("terminalFilter", False) is False
+    # The proxy image is the Dockerfile's envoy-with-mesh-authz target (Envoy 1.40.0 + the .so).
+    image = proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["image"]
+    assert image.rsplit(":", 1)[0] == "ghcr.io/mesh-authz/envoy-with-mesh-authz"
+    assert f"--target envoy-with-mesh-authz -t {image.rsplit(':', 1)[0]}:" in (REPO / "Dockerfile").read_text()
+
+
+def test_in_proxy_walkthrough_covers_the_steps():
+    text = (GATEWAYS / IN_PROXY / "README.md").read_text()
+    for needle in ["docker build --target envoy-with-mesh-authz", "helm install", "kubectl apply", "curl",
+                   "**401**", "**403**", "**200**", "identity.sources", "trust_xfcc", "Can be enforced",
+                   "Cannot be enforced", "doNotClose", "1.40.0", "docs/in-proxy.md"]:
+        assert needle in text, f"gateways/{IN_PROXY}/README.md lacks {needle!r}"
+    for path in (GATEWAYS / IN_PROXY).glob("*.yaml"):
+        assert f"`{path.name}`" in text, f"gateways/{IN_PROXY}/README.md does not describe {path.name}"
+    assert not (GATEWAYS / IN_PROXY / VALUES).exists(), "in-proxy: no mesh-authz server, no Helm values"
+
+
+def test_in_proxy_doc_matches_the_validated_manifests(binary, tmp_path):
+    """docs/in-proxy.md's Envoy Gateway example is the door's manifests, field for field (its
+    shortened mesh-authz config passes check-config too)."""
+    text = (REPO / "docs" / "in-proxy.md").read_text()
+    section = text.split("## Envoy Gateway", 1)[1]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    shown = [d for b in blocks for d in yaml.safe_load_all(b) if d]
+    assert {d["kind"] for d in shown} >= {"EnvoyProxy", "EnvoyExtensionPolicy"}
+    for obj in shown:
+        validate_object(obj)
+    [proxy] = [d for d in shown if d["kind"] == "EnvoyProxy"]
+    [shipped] = docs(IN_PROXY, "envoy-proxy.yaml")
+    assert proxy["spec"]["dynamicModules"] == shipped["spec"]["dynamicModules"]
+    [eep] = [d for d in shown if d["kind"] == "EnvoyExtensionPolicy"]
+    _, module = in_proxy_policy()
+    assert {k: v for k, v in eep["spec"]["dynamicModule"][0].items() if k != "config"} == \
+        {k: v for k, v in module.items() if k != "config"}
+    out = check_config(binary, json.dumps(eep["spec"]["dynamicModule"][0]["config"]), tmp_path)
+    assert out.returncode == 0, f"docs/in-proxy.md Envoy Gateway config: {out.stdout}{out.stderr}"
+    assert f"gateways/{IN_PROXY}/" in section
 
 
 # ---------------------------------------------------------------------------------------------
@@ -687,9 +878,11 @@ def test_walkthrough_covers_the_steps(door):
 
 def test_gateways_index_lists_every_door():
     text = (GATEWAYS / "README.md").read_text()
-    for door in DOORS:
-        assert f"{door}/" in text
+    for door in ALL_DOORS:
+        assert f"`{door}/`" in text
+    assert sorted(p.name for p in GATEWAYS.iterdir() if p.is_dir()) == sorted(ALL_DOORS), \
+        "a folder in gateways/ that no test knows"
     readme = (REPO / "README.md").read_text()
     assert "## Gateways and ambient" in readme
-    for door in DOORS:
+    for door in ALL_DOORS:
         assert f"gateways/{door}/" in readme
