@@ -23,19 +23,19 @@ const AUDIENCE: &str = "orders-api";
 // Certificates and clients
 // ---------------------------------------------------------------------------------------------
 
-struct Ca {
+pub(super) struct Ca {
     ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
 }
 
 /// A client certificate: DER and key for the TLS client, PEM for thumbprints.
-struct Leaf {
+pub(super) struct Leaf {
     der: Vec<u8>,
     key_der: Vec<u8>,
     pem: String,
 }
 
 impl Ca {
-    fn new() -> Ca {
+    pub(super) fn new() -> Ca {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
@@ -46,11 +46,11 @@ impl Ca {
         Ca { ca }
     }
 
-    fn pem(&self) -> String {
+    pub(super) fn pem(&self) -> String {
         self.ca.pem()
     }
 
-    fn server(&self) -> (String, String) {
+    pub(super) fn server(&self) -> (String, String) {
         let mut params = rcgen::CertificateParams::new(vec![ENVOY_HOST.to_string()]).unwrap();
         params
             .distinguished_name
@@ -60,7 +60,7 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
-    fn client(&self, spiffe_id: &str) -> Leaf {
+    pub(super) fn client(&self, spiffe_id: &str) -> Leaf {
         let mut params = rcgen::CertificateParams::new(vec!["client.test".to_string()]).unwrap();
         params
             .subject_alt_names
@@ -85,13 +85,13 @@ impl Leaf {
 }
 
 /// An mTLS HTTP/1.1 client presenting one certificate.
-struct Caller {
+pub(super) struct Caller {
     tls: Arc<rustls::ClientConfig>,
     port: u16,
 }
 
 impl Caller {
-    fn new(ca: &Ca, leaf: &Leaf, port: u16) -> Caller {
+    pub(super) fn new(ca: &Ca, leaf: &Leaf, port: u16) -> Caller {
         let mut roots = rustls::RootCertStore::empty();
         let ca_pem = ca.pem();
         let der = rustls::pki_types::pem::PemObject::from_pem_slice(ca_pem.as_bytes()).unwrap();
@@ -114,7 +114,13 @@ impl Caller {
     }
 
     /// GET `path` tagged `x-test-id: id`, with `token` as Bearer and extra headers.
-    fn get(&self, id: &str, path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Response {
+    pub(super) fn get(
+        &self,
+        id: &str,
+        path: &str,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Response {
         let bearer = token.map(|t| format!("Bearer {t}"));
         let mut headers: Vec<(&str, &str)> = vec![("x-test-id", id)];
         if let Some(b) = &bearer {
@@ -163,7 +169,7 @@ fn mint(key: &GeneratedKey, sub: &str, tweak: impl FnOnce(&mut MintOptions)) -> 
 }
 
 /// One JWKS document holding every key of `keys`.
-fn jwks(keys: &[&GeneratedKey]) -> String {
+pub(super) fn jwks(keys: &[&GeneratedKey]) -> String {
     let mut all = Vec::new();
     for k in keys {
         let v: serde_json::Value = serde_json::from_str(&k.jwks_json).unwrap();
