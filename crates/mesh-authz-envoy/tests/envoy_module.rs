@@ -866,6 +866,9 @@ fn the_bootstrap_validates() {
 // The mesh-authz filter's tests share this binary (and its helpers above).
 #[path = "envoy_module/authz.rs"]
 mod authz;
+// The door gateways/envoy-gateway-in-proxy/ as Envoy Gateway v1.9.0 translates it.
+#[path = "envoy_module/envoy_gateway.rs"]
+mod envoy_gateway;
 // The repository's real-`redis-server` helper (tests/common/redis.rs), shared as it is.
 #[path = "../../../tests/common/redis.rs"]
 #[allow(
