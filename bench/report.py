@@ -18,7 +18,11 @@ SETUPS = {
     "b": "(b) Envoy jwt_authn (local JWKS, JWT cache)",
     "c": "(c) ext_authz gRPC → mesh-authz",
     "d": "(d) ext_authz gRPC → no-op server",
+    "e": "(e) ext_authz gRPC → one-worker no-op (sets one header)",
+    "f": "(f) mTLS listener, ext_authz over mTLS → mesh-authz",
+    "g": "(g) as (f), with include_peer_certificate",
 }
+AUTHZ_SETUPS = "cdefg"
 
 
 def pct(sorted_vals, q):
@@ -98,30 +102,37 @@ def cmd_render(a):
     crit = next((r for r in rows if r["kind"] == "criterion"), {"median_us": {}})["median_us"]
     mem = next((r for r in rows if r["kind"] == "mem"), None)
     caches = [r for r in rows if r["kind"] == "cache"]
-    rounds = sorted({r["round"] for r in e2e} | {r["round"] for r in direct})
+    scale = [r for r in rows if r["kind"] == "scale"]
+    scale_skipped = next((r for r in rows if r["kind"] == "scale_skipped"), None)
+    rounds = sorted({r["round"] for r in e2e} | {r["round"] for r in direct} | {r["round"] for r in scale})
     L = []
     L.append(f"# mesh-authz benchmark — {meta.get('date', '?')}\n")
     L.append(f"Commit `{meta.get('commit')}`, Envoy {meta.get('envoy')} (`--concurrency 1`), "
              f"{meta.get('cpus')} CPUs ({meta.get('cpu_model')}), {meta.get('rounds')} interleaved rounds (odd rounds in one order, even rounds reversed) of "
              f"{meta.get('seconds')} s per setup; h2load `--h1 -c {meta.get('connections')}` on the same machine; "
              "every number is the median over rounds. Produced by `bench/run`; raw data in the `.jsonl` beside this file.\n")
-    L.append("## End to end through Envoy\n")
-    L.append("| setup | req/s | p50 ms | p99 ms | Envoy CPU ms / 1k req | authz CPU ms / 1k req | non-2xx |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    if e2e:
+        L.append("## End to end through Envoy\n")
+        L.append("| setup | req/s | p50 ms | p99 ms | Envoy CPU ms / 1k req | authz CPU ms / 1k req | non-2xx |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
     summary = {}
-    for s in "abcd":
+    for s in "abcdefg":
         rs = [r for r in e2e if r["setup"] == s]
         if not rs:
             continue
         d = {k: med([r[k] for r in rs]) for k in ("rps", "p50_us", "p99_us", "envoy_cpu_ms_per_1k", "authz_cpu_ms_per_1k")}
         bad = sum(r["non_2xx"] + r["failed"] for r in rs)
         summary[s] = d
-        authz = f"{d['authz_cpu_ms_per_1k']:.1f}" if s in "cd" else "—"
+        authz = f"{d['authz_cpu_ms_per_1k']:.1f}" if s in AUTHZ_SETUPS else "—"
         L.append(f"| {SETUPS[s]} | {d['rps']:.0f} | {d['p50_us']/1000:.2f} | {d['p99_us']/1000:.2f} | "
                  f"{d['envoy_cpu_ms_per_1k']:.1f} | {authz} | {bad} |")
-    L.append("")
-    L.append("Per-round values are in the targets table below: on a shared 2-CPU machine the spread between "
-             "rounds is large, so read the ratios with their per-round values.\n")
+    if e2e:
+        L.append("")
+        L.append("Per-round values are in the targets table below: on a shared 2-CPU machine the spread between "
+                 "rounds is large, so read the ratios with their per-round values. (e) is the floor an outside "
+                 "review used: `noop-authz --workers 1 --set-header x-auth-subject=bench`. (f) and (g) are driven "
+                 "through a front Envoy that presents a client certificate to the measured Envoy's mTLS listener; "
+                 "the Envoy CPU column is the measured (back) Envoy's.\n")
     targets = []
 
     def per_round_ratio(sel_a, sel_b, key, rows_, lab="setup"):
@@ -141,9 +152,18 @@ def cmd_render(a):
         ):
             m, xs = per_round_ratio(lambda q: q["setup"] == "c", lambda q: q["setup"] == "d", key, e2e)
             targets.append((name, m, ("≥ " if ge else "≤ ") + f"{goal}", (m >= goal) if ge else (m <= goal), xs))
-    L.append("## mesh-authz alone (gRPC Check, 4 connections × 32 in flight)\n")
-    L.append("| scenario | Checks/s | p50 µs | p99 µs | server CPU µs / Check | response bytes | outcomes (last round) |")
-    L.append("|---|---:|---:|---:|---:|---:|---|")
+    if "c" in summary and "e" in summary:
+        m, xs = per_round_ratio(lambda q: q["setup"] == "c", lambda q: q["setup"] == "e", lambda q: q["rps"], e2e)
+        targets.append(("(c)/(e) req/s (one-worker no-op with a header)", m, "≥ 0.95", m >= 0.95, xs))
+    if "f" in summary and "g" in summary:
+        m, xs = per_round_ratio(lambda q: q["setup"] == "g", lambda q: q["setup"] == "f",
+                                lambda q: q["authz_cpu_ms_per_1k"], e2e)
+        targets.append(("(g)/(f) mesh-authz CPU per request, peer certificate forwarded / not", m, "≤ 1.10",
+                        m <= 1.10, xs))
+    if direct:
+        L.append("## mesh-authz alone (gRPC Check, 4 connections × 32 in flight)\n")
+        L.append("| scenario | Checks/s | p50 µs | p99 µs | server CPU µs / Check | response bytes | outcomes (last round) |")
+        L.append("|---|---:|---:|---:|---:|---:|---|")
     labels = []
     for r in direct:
         if r["data"]["label"] not in labels:
@@ -156,15 +176,22 @@ def cmd_render(a):
         dsum[lab] = d
         L.append(f"| {lab} | {d['rps']:.0f} | {d['p50']:.0f} | {d['p99']:.0f} | {d['cpu']:.1f} | "
                  f"{rs[-1].get('response_bytes', '?')} | {json.dumps(rs[-1]['outcomes'])} |")
-    L.append("")
-    L.append("`noop_hot` is the allow-all server (`bench/src/bin/noop_authz.rs`); `cold_*` run against an "
+    if direct:
+        L.append("")
+        L.append("`noop_hot` is the allow-all server (`bench/src/bin/noop_authz.rs`), `noop1_hot` the same with one "
+                 "worker and one header set; `tls_hot` and `cert_hot` run against an instance with an mTLS listener "
+                 "(check-load presents a client certificate), both sending the certificate's SPIFFE ID as "
+                 "`source.principal`, and `cert_hot` also the URL-encoded PEM as `source.certificate`, as Envoy's "
+                 "`include_peer_certificate` does; ")
+        L.append("`cold_*` run against an "
              "instance with `token_cache_capacity: 1` and a pool of distinct tokens, so every Check verifies a "
              "signature (cache counters below); `redis_hit` uses the Redis revocation store with its local cache "
              "(`cache_ttl: 1s`), `redis_miss` with `cache_ttl: 0s` (one Redis round trip per Check). Deny scenarios "
              "include mesh-authz's one log line per denial (level info, to a file).\n")
     for c in caches:
         L.append(f"- token cache counters, instance `{c['instance']}`: `{json.dumps(c['metrics'])}`")
-    L.append("")
+    if caches:
+        L.append("")
 
     def dratio(x, y):
         return per_round_ratio(lambda q: q["data"]["label"] == x, lambda q: q["data"]["label"] == y,
@@ -173,6 +200,12 @@ def cmd_render(a):
     if "hot" in dsum and "noop_hot" in dsum:
         m, xs = dratio("hot", "noop_hot")
         targets.append(("direct CPU per Check, cache hit / no-op", m, "≤ 1.15", m <= 1.15, xs))
+    if "hot" in dsum and "noop1_hot" in dsum:
+        m, xs = dratio("hot", "noop1_hot")
+        targets.append(("direct CPU per Check, cache hit / one-worker no-op", m, "≤ 1.15", m <= 1.15, xs))
+    if "cert_hot" in dsum and "tls_hot" in dsum:
+        m, xs = dratio("cert_hot", "tls_hot")
+        targets.append(("direct CPU per Check, peer certificate forwarded / not (mTLS)", m, "≤ 1.10", m <= 1.10, xs))
     if "redis_hit" in dsum and "hot" in dsum:
         m, xs = dratio("redis_hit", "hot")
         targets.append(("CPU per Check, Redis on (cache hit) / Redis off", m, "≤ 1.10", m <= 1.10, xs))
@@ -188,9 +221,45 @@ def cmd_render(a):
                     shares.append(raw / extra)
         m = med(shares)
         targets.append(("RS256-2048 100% miss: raw verify / extra CPU per Check", m, "≥ 0.6", m >= 0.6, shares))
-    L.append("## One signature verification (criterion, median µs)\n")
-    L.append("| key | raw aws-lc-rs (pre-parsed key) | mesh-authz `verify_with_keys` | ratio | jsonwebtoken, key rebuilt per call | cold Check CPU µs (server) | cold / raw |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    ssum = {}
+    if scale:
+        L.append("## Scaling with cores (direct, hot token)\n")
+        sm = meta
+        L.append("mesh-authz (`server.worker_threads: n`) and the no-op (`--workers n`) pinned with `taskset` to n "
+                 "cores; `check-load` (8 HTTP/2 connections, 512 in flight) pinned to the other cores; per n, "
+                 "rounds alternate which server goes first. Medians over rounds.\n")
+        L.append("| cores | no-op Checks/s | mesh-authz Checks/s | ratio | no-op CPU µs / Check | mesh-authz CPU µs / Check | ratio | load cores |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for n in sorted({r["cores"] for r in scale}):
+            rs = [r for r in scale if r["cores"] == n]
+            get = lambda lab, k: med([r["data"][k] if k == "rps" else r["data"]["cpu_ms_per_1k"][0]
+                                      for r in rs if r["data"]["label"] == lab])
+            nr, mr, nc, mc = get("noop", "rps"), get("mesh", "rps"), get("noop", "cpu"), get("mesh", "cpu")
+            ssum[n] = (nr, mr, nc, mc)
+            L.append(f"| {n} | {nr:.0f} | {mr:.0f} | {mr / nr:.2f} | {nc:.1f} | {mc:.1f} | {mc / nc:.2f} | "
+                     f"{rs[0].get('load_cores', '?')} |")
+            def ratios(key):
+                out = []
+                for r in sorted({q["round"] for q in rs}):
+                    a = [q["data"] for q in rs if q["round"] == r and q["data"]["label"] == "mesh"]
+                    b = [q["data"] for q in rs if q["round"] == r and q["data"]["label"] == "noop"]
+                    if a and b and key(b[0]):
+                        out.append(key(a[0]) / key(b[0]))
+                return med(out), out
+            m, xs = ratios(lambda d: d["rps"])
+            targets.append((f"scaling, {n} core(s): mesh-authz / no-op Checks/s", m, "≥ 0.90", m >= 0.90, xs))
+            m, xs = ratios(lambda d: d["cpu_ms_per_1k"][0])
+            targets.append((f"scaling, {n} core(s): mesh-authz / no-op CPU per Check", m, "≤ 1.15", m <= 1.15, xs))
+        L.append("")
+    elif scale_skipped:
+        L.append("## Scaling with cores\n")
+        L.append(f"Skipped: this machine has {scale_skipped['cpus']} usable cores; the section needs at least 6 "
+                 "(servers on 1, 2, 4 cores, the load on the others). Run `bench/scale-device.sh` on a larger "
+                 "machine.\n")
+    if crit:
+        L.append("## One signature verification (criterion, median µs)\n")
+        L.append("| key | raw aws-lc-rs (pre-parsed key) | mesh-authz `verify_with_keys` | ratio | jsonwebtoken, key rebuilt per call | cold Check CPU µs (server) | cold / raw |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
     for k in ("rs2048", "rs4096", "es256", "eddsa"):
         c = crit.get(k)
         if not c:
@@ -230,8 +299,9 @@ def cmd_render(a):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.5))
-    short = {"a": "(a) none", "b": "(b) jwt_authn", "c": "(c) ext_authz\nmesh-authz", "d": "(d) ext_authz\nno-op"}
+    fig, ax = plt.subplots(1, 4, figsize=(20, 4.5))
+    short = {"a": "(a) none", "b": "(b) jwt_authn", "c": "(c) ext_authz\nmesh-authz", "d": "(d) ext_authz\nno-op",
+             "e": "(e) no-op\n1 worker", "f": "(f) mTLS\nmesh-authz", "g": "(g) mTLS\n+ peer cert"}
     names = [short[s] for s in summary]
     ax[0].bar(names, [summary[s]["rps"] for s in summary], color="#4477aa")
     ax[0].set_title("Through Envoy (1 worker): requests/s")
@@ -244,6 +314,20 @@ def cmd_render(a):
     ax[2].barh(list(dsum.keys()), [d["rps"] for d in dsum.values()], color="#228833")
     ax[2].invert_yaxis()
     ax[2].set_title("mesh-authz alone: Checks/s")
+    if ssum:
+        ns = sorted(ssum)
+        ax[3].plot(ns, [ssum[n][0] for n in ns], "o-", label="no-op Checks/s")
+        ax[3].plot(ns, [ssum[n][1] for n in ns], "s-", label="mesh-authz Checks/s")
+        ax[3].set_xticks(ns)
+        ax[3].set_xlabel("server cores (= worker threads)")
+        t = ax[3].twinx()
+        t.plot(ns, [ssum[n][3] / ssum[n][2] for n in ns], "d--", color="#aa3377", label="CPU/Check ratio")
+        t.set_ylabel("mesh-authz / no-op CPU per Check")
+        ax[3].legend(loc="upper left", fontsize=7)
+        ax[3].set_title("Scaling (direct, hot token)")
+    else:
+        ax[3].text(0.5, 0.5, "scaling section skipped\n(fewer than 6 cores)", ha="center", va="center")
+        ax[3].set_axis_off()
     for a_ in ax[:2]:
         a_.tick_params(axis="x", labelsize=7)
     fig.suptitle(f"mesh-authz benchmark {meta.get('date', '')} (median of {meta.get('rounds')} rounds)")

@@ -2,14 +2,34 @@
 //!
 //! Labels are bounded: decision, reason (a fixed set), provider (from config), outcome, source.
 //! Never a label per user, token or path.
+//!
+//! The series every allowed check adds to — `checks_total{allow,ok}`, the check duration
+//! histogram, `token_cache_total` and `revocation_lookups_total{active}` — are counted in
+//! per-thread shards ([`hot`]) and summed when `/metrics` is read: a Prometheus counter or
+//! histogram is a handful of atomics every worker thread would write on every check, so the cache
+//! lines holding them would move between cores at each one. The exported names, labels, buckets
+//! and values are the same.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use mesh_authz_core::metrics::{CheckOutcome, MetricsSink};
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+mod hot;
+
+use hot::{HotCounts, Series, WithHot};
+
+/// Upper bounds of `mesh_authz_check_duration_seconds`, in seconds.
+const DURATION_BUCKETS: [f64; 13] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// The revocation sources whose `outcome="active"` lookups are counted in shards.
+const REVOCATION_SOURCES: [&str; 3] = ["memory", "cache", "redis"];
 
 /// Every metric mesh-authz exports, registered in its own registry.
 #[derive(Clone)]
@@ -28,7 +48,7 @@ pub struct Metrics {
     /// `not_for_signing`, `unsupported`, `invalid`).
     pub jwks_keys_dropped: IntCounterVec,
     /// `mesh_authz_token_cache_total{outcome="hit"|"miss"}`.
-    pub token_cache: IntCounterVec,
+    pub token_cache: TokenCacheTotal,
     /// `mesh_authz_revocation_lookups_total{source, outcome}`.
     pub revocation_lookups: IntCounterVec,
     /// `mesh_authz_redis_errors_total{op="lookup"|"write"|"subscribe"|"ping"}`.
@@ -43,6 +63,42 @@ pub struct Metrics {
     /// `mesh_authz_token_cache_entries`: verified tokens held in the cache (at most
     /// `limits.token_cache_capacity`).
     pub token_cache_entries: IntGauge,
+    /// The per-thread counts of the hot series, added to them when read.
+    hot: Arc<HotCounts>,
+}
+
+/// `mesh_authz_token_cache_total`, counted in per-thread shards.
+#[derive(Clone)]
+pub struct TokenCacheTotal {
+    vec: IntCounterVec,
+    hot: Arc<HotCounts>,
+}
+
+impl TokenCacheTotal {
+    /// The series for `outcome` (`hit` or `miss`; any other value reads 0).
+    pub fn with_label_values(&self, values: &[&str]) -> TokenCacheSeries {
+        TokenCacheSeries {
+            series: match values {
+                ["hit"] => Some(Series::CacheHit),
+                ["miss"] => Some(Series::CacheMiss),
+                _ => None,
+            },
+            hot: self.hot.clone(),
+        }
+    }
+}
+
+/// One series of [`TokenCacheTotal`].
+pub struct TokenCacheSeries {
+    series: Option<Series>,
+    hot: Arc<HotCounts>,
+}
+
+impl TokenCacheSeries {
+    /// The count now.
+    pub fn get(&self) -> u64 {
+        self.series.map_or(0, |s| self.hot.sum(s))
+    }
 }
 
 impl Metrics {
@@ -59,12 +115,8 @@ impl Metrics {
         )
         .expect("static metric definition");
         let check_duration = HistogramVec::new(
-            HistogramOpts::new("check_duration_seconds", "Time to answer one check.").buckets(
-                vec![
-                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
-                    0.1, 0.25, 1.0,
-                ],
-            ),
+            HistogramOpts::new("check_duration_seconds", "Time to answer one check.")
+                .buckets(DURATION_BUCKETS.to_vec()),
             &["decision"],
         )
         .expect("static metric definition");
@@ -134,14 +186,21 @@ impl Metrics {
             "Verified tokens held in the token cache.",
         )
         .expect("static metric definition");
+        let hot = Arc::new(HotCounts::new());
+        let with_hot = |inner: Box<dyn Collector>| -> Box<dyn Collector> {
+            Box::new(WithHot {
+                inner,
+                hot: hot.clone(),
+            })
+        };
         for c in [
-            Box::new(checks.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(check_duration.clone()),
+            with_hot(Box::new(checks.clone())),
+            with_hot(Box::new(check_duration.clone())),
             Box::new(jwks_refresh.clone()),
             Box::new(jwks_keys.clone()),
             Box::new(jwks_keys_dropped.clone()),
-            Box::new(token_cache.clone()),
-            Box::new(revocation_lookups.clone()),
+            with_hot(Box::new(token_cache.clone())),
+            with_hot(Box::new(revocation_lookups.clone())),
             Box::new(redis_errors.clone()),
             Box::new(revocation_invalidations.clone()),
             Box::new(config_reloads.clone()),
@@ -158,13 +217,17 @@ impl Metrics {
             jwks_refresh,
             jwks_keys,
             jwks_keys_dropped,
-            token_cache,
+            token_cache: TokenCacheTotal {
+                vec: token_cache,
+                hot: hot.clone(),
+            },
             revocation_lookups,
             redis_errors,
             revocation_invalidations,
             config_reloads,
             checks_in_flight,
             token_cache_entries,
+            hot,
         }
     }
 
@@ -184,42 +247,32 @@ impl Metrics {
     }
 }
 
-/// [`MetricsSink`] for the check core: the series every allowed check touches are resolved once
-/// instead of by label on every check.
+/// [`MetricsSink`] for the check core: the series every allowed check touches are counted in
+/// this thread's shard; the rest (denials by reason, other revocation outcomes) by label.
 struct CoreSink {
     metrics: Metrics,
-    allowed: IntCounter,
-    allow_duration: Histogram,
-    deny_duration: Histogram,
-    cache_hits: IntCounter,
-    cache_misses: IntCounter,
-    /// `revocation_lookups_total{outcome="active"}` by source, created on a source's first
-    /// lookup so that `/metrics` shows no series for sources the configured store never uses.
-    revocation_active: [(&'static str, OnceLock<IntCounter>); 3],
 }
 
 impl CoreSink {
     fn new(metrics: Metrics) -> Self {
-        let active = |source: &'static str| (source, OnceLock::new());
-        Self {
-            allowed: metrics.checks.with_label_values(&["allow", "ok"]),
-            allow_duration: metrics.check_duration.with_label_values(&["allow"]),
-            deny_duration: metrics.check_duration.with_label_values(&["deny"]),
-            cache_hits: metrics.token_cache.with_label_values(&["hit"]),
-            cache_misses: metrics.token_cache.with_label_values(&["miss"]),
-            revocation_active: [active("memory"), active("cache"), active("redis")],
-            metrics,
-        }
+        // The series a check may touch exist (at 0) from the start, as before sharding.
+        metrics.checks.with_label_values(&["allow", "ok"]);
+        metrics.check_duration.with_label_values(&["allow"]);
+        metrics.check_duration.with_label_values(&["deny"]);
+        metrics.token_cache.vec.with_label_values(&["hit"]);
+        metrics.token_cache.vec.with_label_values(&["miss"]);
+        Self { metrics }
     }
 }
 
 impl MetricsSink for CoreSink {
     fn check_answered(&self, outcome: CheckOutcome, reason: &'static str, seconds: Option<f64>) {
+        let hot = &self.metrics.hot;
         match outcome {
             CheckOutcome::Allow => {
-                self.allowed.inc();
+                hot.add(Series::Allowed);
                 if let Some(s) = seconds {
-                    self.allow_duration.observe(s);
+                    hot.observe(0, s);
                 }
             }
             CheckOutcome::Deny => {
@@ -228,7 +281,7 @@ impl MetricsSink for CoreSink {
                     .with_label_values(&["deny", reason])
                     .inc();
                 if let Some(s) = seconds {
-                    self.deny_duration.observe(s);
+                    hot.observe(1, s);
                 }
             }
             CheckOutcome::DryRunDeny => self
@@ -240,11 +293,11 @@ impl MetricsSink for CoreSink {
     }
 
     fn token_cache(&self, hit: bool) {
-        if hit {
-            self.cache_hits.inc();
+        self.metrics.hot.add(if hit {
+            Series::CacheHit
         } else {
-            self.cache_misses.inc();
-        }
+            Series::CacheMiss
+        });
     }
 
     fn token_cache_entries(&self, entries: u64) {
@@ -254,14 +307,8 @@ impl MetricsSink for CoreSink {
     }
 
     fn revocation_lookup(&self, source: &'static str, outcome: &'static str) {
-        match self.revocation_active.iter().find(|(s, _)| *s == source) {
-            Some((_, counter)) if outcome == "active" => counter
-                .get_or_init(|| {
-                    self.metrics
-                        .revocation_lookups
-                        .with_label_values(&[source, "active"])
-                })
-                .inc(),
+        match REVOCATION_SOURCES.iter().position(|s| *s == source) {
+            Some(i) if outcome == "active" => self.metrics.hot.add(Series::RevocationActive(i)),
             _ => self
                 .metrics
                 .revocation_lookups
@@ -276,3 +323,6 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,10 +45,38 @@ enum Command {
     ConfirmEpoch(revoke::ConfirmEpochArgs),
 }
 
-/// Runs the parsed command; the exit code says allow (0), deny (1) or error (2) where that applies.
-pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+/// Threads of the runtime the subcommands other than `serve` run on: they send a request or two.
+const TOOL_WORKER_THREADS: usize = 1;
+
+/// Runs the parsed command on its runtime; the exit code says allow (0), deny (1) or error (2)
+/// where that applies. `serve` sizes its runtime from the config ([`serve::main`]).
+pub(crate) fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(args) => serve::main(args),
+        command => runtime(TOOL_WORKER_THREADS).and_then(|rt| rt.block_on(run(command))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A multi-threaded runtime with `workers` worker threads, everything enabled.
+pub(crate) fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
+
+/// Runs a subcommand other than `serve`.
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(_) => unreachable_serve(),
         Command::CheckConfig { config } => check_config(&config),
         Command::Check(args) => check::run(args).await,
         Command::Keygen(args) => issue::keygen(args),
@@ -58,6 +86,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => revoke::status(args).await,
         Command::ConfirmEpoch(args) => revoke::confirm_epoch(args).await,
     }
+}
+
+/// `serve` never reaches [`run`]: [`main`] sends it to [`serve::main`].
+fn unreachable_serve() -> anyhow::Result<ExitCode> {
+    anyhow::bail!("serve runs on its own runtime")
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {

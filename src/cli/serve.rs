@@ -29,11 +29,14 @@ pub(super) struct ServeArgs {
     http_addr: Option<String>,
 }
 
-pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// `serve`: reads and compiles the config, then builds the runtime with `server.worker_threads`
+/// threads (default: the CPUs this process may use) and serves on it.
+pub(super) fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.dev {
-        return dev(args).await;
+        let threads = mesh_authz_core::config::ServerConfig::default().effective_worker_threads();
+        return super::runtime(threads)?.block_on(dev(args, threads));
     }
-    let Some(path) = args.config else {
+    let Some(path) = args.config.clone() else {
         anyhow::bail!("serve needs --config FILE (or MESH_AUTHZ_CONFIG), or --dev");
     };
     // Before loading, so a change made while the server starts is reloaded, not missed.
@@ -59,7 +62,19 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    let threads = compiled.config().server.effective_worker_threads();
+    super::runtime(threads)?.block_on(serve(args, path, compiled, watch, threads))
+}
+
+async fn serve(
+    args: ServeArgs,
+    path: PathBuf,
+    compiled: mesh_authz_core::compile::Compiled,
+    watch: server::WatchStart,
+    threads: usize,
+) -> anyhow::Result<ExitCode> {
     init_logging(compiled.config());
+    log_runtime(compiled.config(), threads);
     raise_open_files_limit(compiled.config());
     // SIGHUP and a change to the file (or a JWKS file source) re-read the same file with the
     // same environment and address overrides.
@@ -74,12 +89,29 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn dev(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// Says how many runtime threads serve, and where the number came from.
+fn log_runtime(config: &Config, threads: usize) {
+    let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match config.server.worker_threads {
+        Some(_) => tracing::info!(
+            worker_threads = threads,
+            usable_cpus = usable,
+            "runtime: server.worker_threads"
+        ),
+        None => tracing::info!(
+            worker_threads = threads,
+            "runtime: one worker thread per usable CPU (affinity and CPU quota)"
+        ),
+    }
+}
+
+async fn dev(args: ServeArgs, threads: usize) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir().context("creating a temp dir for the dev JWKS")?;
     let grpc = args.grpc_addr.unwrap_or_else(|| "127.0.0.1:9001".into());
     let http = args.http_addr.unwrap_or_else(|| "127.0.0.1:9002".into());
     let setup = mesh_authz::dev::setup(dir.path(), &grpc, &http)?;
     init_logging(setup.config.config());
+    log_runtime(setup.config.config(), threads);
     raise_open_files_limit(setup.config.config());
     let running = server::start(&setup.config).await?;
     let now = mesh_authz_core::clock::unix_now();

@@ -8,11 +8,13 @@
 //! decisions, so the gRPC adapter still answers with a `CheckResponse`: a gRPC error status is
 //! what Envoy's `failure_mode_allow` would turn into an allow.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::otel::Tracing;
@@ -39,22 +41,14 @@ const MAX_MARGIN: Duration = Duration::from_millis(100);
 
 /// The admission limits in force (replaced as a whole on reload).
 struct Limits {
-    /// `None`: no concurrency limit.
-    permits: Option<Arc<Semaphore>>,
+    /// 0: no concurrency limit.
     max_concurrent: usize,
     check_timeout: Duration,
 }
 
 impl Limits {
-    fn new(config: &LimitsConfig, previous: Option<&Limits>) -> Self {
-        let permits = match previous {
-            // Same limit: keep the semaphore so permits held by in-flight checks still count.
-            Some(p) if p.max_concurrent == config.max_concurrent_checks => p.permits.clone(),
-            _ if config.max_concurrent_checks == 0 => None,
-            _ => Some(Arc::new(Semaphore::new(config.max_concurrent_checks))),
-        };
+    fn new(config: &LimitsConfig) -> Self {
         Self {
-            permits,
             max_concurrent: config.max_concurrent_checks,
             check_timeout: config.check_timeout,
         }
@@ -62,6 +56,12 @@ impl Limits {
 }
 
 /// Decides checks through the current checker, within the admission limits.
+///
+/// What every check touches is kept off shared cache lines where it can be: the checker and the
+/// limits are borrowed through `arc_swap` guards (a per-thread slot, no reference count on the
+/// shared `Arc`), and the one count all threads must share, checks in flight, is the
+/// `mesh_authz_checks_in_flight` gauge itself (one atomic add and one subtract per check; it is
+/// also what `limits.max_concurrent_checks` is enforced on).
 pub struct Gate {
     checker: ArcSwap<Checker>,
     limits: ArcSwap<Limits>,
@@ -70,10 +70,25 @@ pub struct Gate {
     tracing: Option<Arc<Tracing>>,
 }
 
-/// Keeps `mesh_authz_checks_in_flight` right even when a check's future is dropped.
+/// One admitted check: keeps `mesh_authz_checks_in_flight` right even when a check's future is
+/// dropped.
 struct InFlight<'a> {
     metrics: &'a Metrics,
-    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<'a> InFlight<'a> {
+    /// Admits a check when fewer than `max` (0: no limit) are in flight. The gauge is raised
+    /// first and read back, so that concurrent admissions can never exceed `max` together (at
+    /// worst two racing for the last place are both refused, and a refused check shows in the
+    /// gauge for the instant before it is lowered again).
+    fn admit(metrics: &'a Metrics, max: usize) -> Option<Self> {
+        metrics.checks_in_flight.inc();
+        let admitted = Self { metrics };
+        if max > 0 && usize::try_from(metrics.checks_in_flight.get()).unwrap_or(0) > max {
+            return None;
+        }
+        Some(admitted)
+    }
 }
 
 impl Drop for InFlight<'_> {
@@ -82,12 +97,29 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// `fut`'s output, or `None` when `until` comes first. A future that is ready at once (a cache
+/// hit, a request whose body has arrived) is answered without creating a timer: a tokio timer
+/// takes a reference to the runtime, one more count every worker thread would share.
+pub(super) async fn within<F: Future>(until: Instant, fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    let first = std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        Poll::Ready(v) => Poll::Ready(Some(v)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await;
+    match first {
+        Some(v) => Some(v),
+        // The future registered this task's waker; the timeout polls it on from here.
+        None => tokio::time::timeout_at(until, fut).await.ok(),
+    }
+}
+
 impl Gate {
     /// A gate in front of `checker` with `limits`.
     pub fn new(checker: Arc<Checker>, limits: &LimitsConfig, metrics: Metrics) -> Self {
         Self {
             checker: ArcSwap::new(checker),
-            limits: ArcSwap::from_pointee(Limits::new(limits, None)),
+            limits: ArcSwap::from_pointee(Limits::new(limits)),
             metrics,
             tracing: None,
         }
@@ -107,9 +139,8 @@ impl Gate {
     /// Replaces the checker and limits atomically for every check that starts from now on;
     /// checks already running finish with the checker they started with.
     pub fn replace(&self, checker: Arc<Checker>, limits: &LimitsConfig) {
-        let previous = self.limits.load_full();
-        self.limits
-            .store(Arc::new(Limits::new(limits, Some(&previous))));
+        // Checks already in flight keep counting against the new limit: the count is the gauge.
+        self.limits.store(Arc::new(Limits::new(limits)));
         self.checker.store(checker);
     }
 
@@ -144,25 +175,18 @@ impl Gate {
         until: Instant,
         trace_id: Option<&str>,
     ) -> Decision {
-        let limits = self.limits.load_full();
-        let permit = match &limits.permits {
-            None => None,
-            // No queue: under overload an immediate answer beats a pile-up of waiting checks.
-            Some(sem) => match Arc::clone(sem).try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => return self.refuse(req, REASON_OVERLOADED, trace_id),
-            },
+        let max = self.limits.load().max_concurrent;
+        // No queue: under overload an immediate answer beats a pile-up of waiting checks.
+        let Some(_in_flight) = InFlight::admit(&self.metrics, max) else {
+            return self.refuse(req, REASON_OVERLOADED, trace_id);
         };
-        self.metrics.checks_in_flight.inc();
-        let _in_flight = InFlight {
-            metrics: &self.metrics,
-            _permit: permit,
-        };
-        let checker = self.checker.load_full();
+        // A guard, not a clone: no shared reference count is touched per check. A reload stores
+        // a new checker; this check finishes with the one it started with.
+        let checker = self.checker.load();
         let checked = checker.check_traced(req, unix_now(), trace_id);
-        match tokio::time::timeout_at(until, checked).await {
-            Ok(decision) => decision,
-            Err(_) => self.refuse(req, REASON_DEADLINE, trace_id),
+        match within(until, checked).await {
+            Some(decision) => decision,
+            None => self.refuse(req, REASON_DEADLINE, trace_id),
         }
     }
 

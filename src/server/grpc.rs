@@ -29,7 +29,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 pub use super::gate::REASON_REQUEST_INVALID;
-use super::gate::{Gate, REASON_DEADLINE, parse_grpc_timeout};
+use super::gate::{Gate, REASON_DEADLINE, parse_grpc_timeout, within};
 use mesh_authz_core::check::{self, Decision, DenyStatus, PeerInfo};
 
 /// gRPC status codes (google.rpc.Code) used in `CheckResponse.status`.
@@ -103,11 +103,11 @@ pub async fn serve_check(gate: &Gate, request: axum::extract::Request) -> axum::
 /// `until` and decodes it.
 async fn read_check_request(body: Body, until: Instant) -> Result<CheckRequest, ReadError> {
     let limited = Limited::new(body, FRAME_PREFIX + MAX_CHECK_REQUEST_BYTES);
-    let bytes = match tokio::time::timeout_at(until, limited.collect()).await {
-        Err(_) => return Err(ReadError::Deadline),
+    let bytes = match within(until, limited.collect()).await {
+        None => return Err(ReadError::Deadline),
         // Over the limit, or the stream was reset.
-        Ok(Err(e)) => return Err(ReadError::Invalid(format!("body: {e}"))),
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Some(Err(e)) => return Err(ReadError::Invalid(format!("body: {e}"))),
+        Some(Ok(collected)) => collected.to_bytes(),
     };
     let Some((prefix, message)) = bytes.split_at_checked(FRAME_PREFIX) else {
         return Err(ReadError::Invalid("no gRPC message".into()));
@@ -131,16 +131,14 @@ async fn read_check_request(body: Body, until: Instant) -> Result<CheckRequest, 
 
 /// A gRPC OK answer carrying `response`: one length-prefixed message, then `grpc-status: 0`.
 fn grpc_ok(response: &CheckResponse) -> axum::response::Response {
-    let message = response.encode_to_vec();
-    let mut frame = Vec::with_capacity(FRAME_PREFIX + message.len());
+    // Encoded straight after its prefix: one buffer, no copy.
+    let len = response.encoded_len();
+    let mut frame = Vec::with_capacity(FRAME_PREFIX + len);
     frame.push(0);
     // A CheckResponse is a few hundred bytes; it cannot reach 4 GiB.
-    frame.extend_from_slice(
-        &u32::try_from(message.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
-    frame.extend_from_slice(&message);
+    frame.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    // Cannot fail: the buffer grows as needed (and was sized for the message).
+    let _ = response.encode(&mut frame);
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HttpHeaderValue::from_static("0"));
     let frames = [
@@ -163,11 +161,16 @@ pub fn to_check_request(req: CheckRequest) -> check::Request {
     let attrs = req.attributes.unwrap_or_default();
     let source = attrs.source.unwrap_or_default();
     let http = attrs.request.and_then(|r| r.http).unwrap_or_default();
-    let mut headers: HashMap<String, String> = http
-        .headers
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
+    // Envoy sends header names in lower case (HTTP/2 and its HTTP/1 codec both lower them): the
+    // decoded map is then used as it is, without rebuilding it.
+    let mut headers = if http.headers.keys().any(|k| has_upper(k)) {
+        http.headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect()
+    } else {
+        http.headers
+    };
     // With `encode_raw_headers`, Envoy sends `header_map` (bytes) instead of `headers`. Values that
     // are not UTF-8 are kept lossily: they can only fail the checks that read them.
     if let Some(map) = http.header_map {
@@ -186,10 +189,10 @@ pub fn to_check_request(req: CheckRequest) -> check::Request {
                 .or_insert(value);
         }
     }
-    let path = match http.path.split_once('?') {
-        Some((p, _)) => p.to_string(),
-        None => http.path,
-    };
+    let mut path = http.path;
+    if let Some(query) = path.find('?') {
+        path.truncate(query);
+    }
     let request_id = if http.id.is_empty() {
         headers.get("x-request-id").cloned()
     } else {
@@ -200,8 +203,10 @@ pub fn to_check_request(req: CheckRequest) -> check::Request {
     } else {
         http.host
     };
+    let mut method = http.method;
+    method.make_ascii_uppercase();
     check::Request {
-        method: http.method.to_ascii_uppercase(),
+        method,
         host,
         path,
         headers,
@@ -214,6 +219,10 @@ pub fn to_check_request(req: CheckRequest) -> check::Request {
         // Set by Envoy from the route's `check_settings`; no request header reaches this map.
         context_extensions: attrs.context_extensions,
     }
+}
+
+fn has_upper(s: &str) -> bool {
+    s.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// Converts a decision to Envoy's response.

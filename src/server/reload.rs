@@ -94,7 +94,7 @@ pub(super) fn refused(metrics: &Metrics, errors: &ConfigErrors) {
 pub(super) fn warn_restart_only(old: &Config, new: &Config) {
     for (section, changed) in [
         (
-            "server (listener addresses, TLS, admin API, shutdown_grace)",
+            "server (listener addresses, TLS, admin API, shutdown_grace, worker_threads)",
             old.server != new.server,
         ),
         ("revocation", old.revocation != new.revocation),

@@ -184,6 +184,7 @@ pub async fn start(compiled: &Compiled) -> Result<Running, ServeError> {
         limits,
         tls: config.server.tls.as_ref().map(server_tls).transpose()?,
         protocols: Protocols::Http2,
+        check: Some(gate.clone()),
     };
     let grpc_task = tokio::spawn(listener::serve(
         grpc_listener,
@@ -203,6 +204,7 @@ pub async fn start(compiled: &Compiled) -> Result<Running, ServeError> {
         limits,
         tls: None,
         protocols: Protocols::Auto,
+        check: None,
     };
     let http_task = tokio::spawn(listener::serve(
         http_listener,

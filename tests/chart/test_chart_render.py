@@ -221,6 +221,32 @@ def test_user_server_settings_are_kept_but_addresses_are_the_charts(chart):
     assert config["server"] == {"shutdown_grace": "20s", "grpc_addr": "0.0.0.0:9001", "http_addr": "0.0.0.0:9002"}
 
 
+@pytest.mark.parametrize(
+    ("cpu", "threads"),
+    [(None, None), ("500m", 1), ("1000m", 1), ("1500m", 2), ("2", 2), (2, 2), (1.5, 2), (4, 4), ("250m", 1)],
+)
+def test_worker_threads_follow_the_cpu_limit(chart, binary, tmp_path, cpu, threads):
+    resources = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+    if cpu is not None:
+        resources["limits"]["cpu"] = cpu
+    text = render(chart, {"resources": resources})
+    objs = objects(text)
+    config = config_of(objs)
+    assert config["server"].get("worker_threads") == threads
+    limits = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits.get("cpu") == cpu
+    config_text = one(objs, "ConfigMap")["data"]["config.yaml"]
+    out = check_config(binary, config_text, tmp_path)
+    assert out.returncode == 0, out.stderr
+    if threads is not None:
+        assert f"worker_threads: {threads}" in out.stdout
+
+
+def test_explicit_worker_threads_win_over_the_cpu_limit(chart):
+    values = {"resources": {"limits": {"cpu": "4"}}, "config": {"server": {"worker_threads": 2}}}
+    assert config_of(objects(render(chart, values)))["server"]["worker_threads"] == 2
+
+
 @pytest.mark.parametrize("name", SET_NAMES)
 def test_wiring_between_objects(rendered_sets, name):
     """Service, probes, PDB, HPA, ServiceMonitor and NetworkPolicy point at what exists."""

@@ -27,11 +27,11 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use hdrhistogram::Histogram;
 use mesh_authz_bench::{cpu_seconds, mint, rss_kib};
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -92,6 +92,52 @@ struct Args {
     /// Request path.
     #[arg(long, default_value = "/api/orders/42")]
     path: String,
+    /// Forward this PEM certificate as `attributes.source.certificate`, URL-encoded, as Envoy's
+    /// ext_authz filter does with `include_peer_certificate`.
+    #[arg(long)]
+    peer_cert: Option<PathBuf>,
+    /// `attributes.source.principal` (Envoy: the peer certificate's URI SAN).
+    #[arg(long)]
+    principal: Option<String>,
+    /// Connect over TLS, trusting this CA (PEM).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// With --tls-ca: present this client certificate (PEM) ...
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// ... with this private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With --tls-ca: the server name to verify.
+    #[arg(long, default_value = "localhost")]
+    tls_server_name: String,
+}
+
+/// What every request of a loop looks like, and what it expects back.
+struct Shape {
+    path: String,
+    expect: String,
+    source: Source,
+}
+
+/// What the request says about the downstream connection.
+#[derive(Clone, Default)]
+struct Source {
+    principal: String,
+    certificate: String,
+}
+
+/// URL-encodes like Envoy does for `source.certificate`: everything but unreserved characters.
+fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3 / 2);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Where tokens come from.
@@ -188,14 +234,20 @@ struct Live {
     since: Instant,
 }
 
-fn request(path: &str, token: Option<&str>) -> CheckRequest {
+fn request(path: &str, token: Option<&str>, source: &Source) -> CheckRequest {
     let mut headers = HashMap::new();
     headers.insert(":authority".to_string(), "api.bench".to_string());
     if let Some(t) = token {
         headers.insert("authorization".to_string(), format!("Bearer {t}"));
     }
+    let peer = (!source.principal.is_empty() || !source.certificate.is_empty()).then(|| Peer {
+        principal: source.principal.clone(),
+        certificate: source.certificate.clone(),
+        ..Default::default()
+    });
     CheckRequest {
         attributes: Some(AttributeContext {
+            source: peer,
             request: Some(Request {
                 http: Some(HttpRequest {
                     method: "GET".into(),
@@ -251,10 +303,39 @@ async fn main() -> anyhow::Result<()> {
         Tokens::None
     };
     let tokens = Arc::new(tokens);
+    let source = Source {
+        principal: args.principal.clone().unwrap_or_default(),
+        certificate: match &args.peer_cert {
+            Some(p) => url_encode(&std::fs::read_to_string(p).context("reading --peer-cert")?),
+            None => String::new(),
+        },
+    };
 
+    let tls = match &args.tls_ca {
+        None => None,
+        Some(ca) => {
+            let mut tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(
+                    std::fs::read(ca).context("reading --tls-ca")?,
+                ))
+                .domain_name(args.tls_server_name.clone());
+            if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+                tls = tls.identity(Identity::from_pem(
+                    std::fs::read(cert).context("reading --tls-cert")?,
+                    std::fs::read(key).context("reading --tls-key")?,
+                ));
+            }
+            Some(tls)
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut clients = Vec::new();
     for _ in 0..args.conns.max(1) {
-        let ch = Channel::from_shared(format!("http://{}", args.addr))?
+        let mut endpoint = Channel::from_shared(format!("{scheme}://{}", args.addr))?;
+        if let Some(tls) = &tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        let ch = endpoint
             .connect()
             .await
             .with_context(|| format!("connecting to {}", args.addr))?;
@@ -294,8 +375,11 @@ async fn main() -> anyhow::Result<()> {
             tokens.clone(),
             counter.clone(),
             plan,
-            args.path.clone(),
-            args.expect.clone(),
+            Shape {
+                path: args.path.clone(),
+                expect: args.expect.clone(),
+                source: source.clone(),
+            },
             live.clone(),
         )));
     }
@@ -353,10 +437,14 @@ async fn worker(
     tokens: Arc<Tokens>,
     counter: Arc<AtomicU64>,
     plan: Plan,
-    path: String,
-    expect: String,
+    shape: Shape,
     live: Option<Arc<Mutex<Live>>>,
 ) -> anyhow::Result<WorkerOut> {
+    let Shape {
+        path,
+        expect,
+        source,
+    } = shape;
     let mut out = WorkerOut {
         tally: Tally::new()?,
         resp_bytes: 0,
@@ -372,9 +460,9 @@ async fn worker(
             break;
         }
         let req = match &*tokens {
-            Tokens::None => request(&path, None),
-            Tokens::List(l) => request(&path, l.get(n as usize % l.len()).map(|s| &**s)),
-            Tokens::Fresh { pem, kid } => request(&path, Some(&mint(pem, kid, n)?)),
+            Tokens::None => request(&path, None, &source),
+            Tokens::List(l) => request(&path, l.get(n as usize % l.len()).map(|s| &**s), &source),
+            Tokens::Fresh { pem, kid } => request(&path, Some(&mint(pem, kid, n)?), &source),
         };
         if let Some(s) = slot {
             tokio::time::sleep_until(s.into()).await;
@@ -598,6 +686,14 @@ mod tests {
         assert_eq!(
             a.sorted_outcomes().into_iter().collect::<Vec<_>>(),
             vec![("allow", 2), ("unexpected_deny16", 1)]
+        );
+    }
+
+    #[test]
+    fn certificates_are_url_encoded_like_envoy_does() {
+        assert_eq!(
+            url_encode("-----BEGIN X-----\nab+/=\n"),
+            "-----BEGIN%20X-----%0Aab%2B%2F%3D%0A"
         );
     }
 

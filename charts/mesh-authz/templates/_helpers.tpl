@@ -58,8 +58,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 mesh-authz's config.yaml: values.config, with the listener addresses fixed to the container ports,
-server.tls pointing at the mounted TLS Secret, and the Redis store switched on by `redis`
-(its URL comes from the environment, never from the ConfigMap).
+server.tls pointing at the mounted TLS Secret, server.worker_threads from the container's CPU limit
+(unless config.server.worker_threads is set), and the Redis store switched on by `redis` (its URL
+comes from the environment, never from the ConfigMap).
 */}}
 {{- define "mesh-authz.config" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) }}
@@ -74,6 +75,12 @@ server.tls pointing at the mounted TLS Secret, and the Redis store switched on b
 {{- end }}
 {{- $_ = set $server "tls" $tls }}
 {{- end }}
+{{- if not (hasKey $server "worker_threads") }}
+{{- $threads := include "mesh-authz.cpuLimitThreads" . | int }}
+{{- if gt $threads 0 }}
+{{- $_ = set $server "worker_threads" $threads }}
+{{- end }}
+{{- end }}
 {{- $_ = set $cfg "server" $server }}
 {{- if .Values.redis.enabled }}
 {{- $rev := dict }}
@@ -83,4 +90,21 @@ server.tls pointing at the mounted TLS Secret, and the Redis store switched on b
 {{- $_ = set $cfg "revocation" $rev }}
 {{- end }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+Runtime threads for the container's CPU limit (resources.limits.cpu): whole CPUs rounded up,
+at least 1 ("500m" -> 1, "1500m" -> 2, 2 -> 2); 0 when there is no CPU limit (mesh-authz then
+counts the CPUs it may use itself).
+*/}}
+{{- define "mesh-authz.cpuLimitThreads" -}}
+{{- $cpu := "" }}
+{{- with .Values.resources }}{{ with .limits }}{{ with .cpu }}{{ $cpu = toString . }}{{ end }}{{ end }}{{ end }}
+{{- if not $cpu }}
+{{- 0 }}
+{{- else if hasSuffix "m" $cpu }}
+{{- max 1 (div (add (trimSuffix "m" $cpu | atoi) 999) 1000) }}
+{{- else }}
+{{- max 1 (ceil (float64 $cpu) | int) }}
+{{- end }}
 {{- end }}

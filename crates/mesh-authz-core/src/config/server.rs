@@ -53,6 +53,24 @@ pub struct ServerConfig {
     /// Kubernetes ConfigMap's `..data` swap is seen. `0s` turns watching off. Fixed at start.
     #[serde(default = "default_watch_interval", with = "duration")]
     pub watch_interval: Duration,
+    /// Threads of the async runtime that serves checks (`serve` only; fixed at start, a reload
+    /// does not change it). Absent: the CPUs this process may use
+    /// ([`std::thread::available_parallelism`]: the affinity mask, capped by a cgroup CPU quota
+    /// rounded down, at least 1). Set it to the CPUs the container may use: more threads than
+    /// CPUs only adds context switches and cross-core traffic, fewer leaves CPUs idle under load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
+}
+
+/// The most `server.worker_threads` accepted.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
+impl ServerConfig {
+    /// The runtime threads `serve` starts: `worker_threads`, or the CPUs this process may use.
+    pub fn effective_worker_threads(&self) -> usize {
+        self.worker_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
 }
 
 impl Default for ServerConfig {
@@ -69,6 +87,7 @@ impl Default for ServerConfig {
             header_read_timeout: default_header_read_timeout(),
             idle_timeout: default_idle_timeout(),
             watch_interval: default_watch_interval(),
+            worker_threads: None,
         }
     }
 }

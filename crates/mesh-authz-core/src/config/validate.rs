@@ -85,6 +85,17 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             "must be 0s (off) or between 100ms and 1h".to_string(),
         ));
     }
+    if let Some(n) = config.server.worker_threads
+        && !(1..=super::server::MAX_WORKER_THREADS).contains(&n)
+    {
+        errors.push(ConfigError::new(
+            "server.worker_threads",
+            format!(
+                "must be between 1 and {} (absent: the CPUs the process may use)",
+                super::server::MAX_WORKER_THREADS
+            ),
+        ));
+    }
     if config.server.max_connections == 0 || config.server.max_connections > 1_000_000 {
         errors.push(ConfigError::new(
             "server.max_connections",

@@ -9,6 +9,8 @@
 //! cut-off can never be known to be obsolete.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -78,7 +80,42 @@ struct Inner {
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: RwLock<Inner>,
+    /// Revoked `jti`s plus subject cut-offs held, published by every write before it unlocks.
+    /// While it is 0 a lookup answers without the lock: taking even a read lock writes the
+    /// lock's word, a cache line every worker thread would share on every check.
+    held: AtomicUsize,
     grace_secs: i64,
+}
+
+/// A write lock on the store that publishes [`MemoryStore::held`] when released, whichever way
+/// the write ends.
+struct WriteGuard<'a> {
+    inner: RwLockWriteGuard<'a, Inner>,
+    held: &'a AtomicUsize,
+}
+
+impl Deref for WriteGuard<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl DerefMut for WriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        // Before the lock is released (the guard's field drops after this): a lookup that sees
+        // 0 saw every revocation made before it.
+        self.held.store(
+            self.inner.jtis.len() + self.inner.subjects.len(),
+            Ordering::Release,
+        );
+    }
 }
 
 impl Default for MemoryStore {
@@ -98,6 +135,7 @@ impl MemoryStore {
     pub fn with_retention_grace(grace: Duration) -> MemoryStore {
         MemoryStore {
             inner: RwLock::new(Inner::default()),
+            held: AtomicUsize::new(0),
             grace_secs: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
         }
     }
@@ -142,6 +180,10 @@ impl MemoryStore {
 
     /// The lookup, synchronous.
     pub fn status_now(&self, token: TokenRef<'_>) -> Status {
+        if self.held.load(Ordering::Acquire) == 0 {
+            // Nothing revoked: the same rule with nothing found, without the lock.
+            return super::rule::evaluate(token, false, false, None);
+        }
         let inner = self.read();
         super::rule::evaluate(
             token,
@@ -225,8 +267,11 @@ impl MemoryStore {
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    fn write(&self) -> WriteGuard<'_> {
+        WriteGuard {
+            inner: self.inner.write().unwrap_or_else(PoisonError::into_inner),
+            held: &self.held,
+        }
     }
 }
 

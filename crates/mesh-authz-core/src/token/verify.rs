@@ -1,6 +1,8 @@
 //! Compact JWS parsing, signature verification and claim validation, with the verified-token cache.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::RandomState;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,6 +160,51 @@ struct CacheEntry {
     key: u64,
 }
 
+/// Tokens each thread keeps in its [front cache](Front).
+const FRONT_CAPACITY: usize = 256;
+
+/// One thread's front of the verified-token cache: the tokens this thread has seen hit the
+/// shared cache, keyed by the token text itself.
+///
+/// Why: the shared cache is one structure every worker thread reads. A hit there takes its
+/// shard's lock and clones the entry's `Arc`, two writes to cache lines all threads share, and
+/// first hashes the token with SHA-256; under a hot token on several cores those lines move
+/// between cores at every check. A hit here touches only this thread's memory: its own copy of
+/// the verified token (so even the reference count is this thread's), found by a keyed hash.
+///
+/// Collision safety: the key is the whole token and a hit needs the stored token to be *equal*
+/// (the map's hasher, SipHash-1-3 keyed with per-process random keys, only picks the slot), so
+/// no chosen token can ever be answered with another token's verification, and hash flooding
+/// cannot be aimed at a key nobody outside knows. The shared cache keeps its SHA-256 key
+/// (collision resistant, 32 bytes a token instead of the token's length).
+///
+/// Bounded: at most [`FRONT_CAPACITY`] tokens per thread, an arbitrary one evicted when full. A
+/// token enters on a shared-cache hit only (seen twice), so a stream of fresh tokens never
+/// churns it. Entries carry the shared entry's limit and key fingerprint and are re-checked
+/// exactly like a shared hit (time, key still in the JWKS); a config reload builds a new
+/// verifier and so new fronts.
+struct Front {
+    entries: HashMap<Box<str>, CacheEntry, RandomState>,
+}
+
+impl Front {
+    fn new() -> Self {
+        Self {
+            entries: HashMap::with_capacity_and_hasher(16, RandomState::new()),
+        }
+    }
+
+    fn insert(&mut self, token: &str, entry: CacheEntry) {
+        if self.entries.len() >= FRONT_CAPACITY {
+            // Iteration order is the (randomly keyed) hash order: a random victim.
+            if let Some(victim) = self.entries.keys().next().cloned() {
+                self.entries.remove(&victim);
+            }
+        }
+        self.entries.insert(token.into(), entry);
+    }
+}
+
 /// The verifier could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifierError {
@@ -179,6 +226,8 @@ pub struct Verifier {
     /// Which claims parsing builds as JSON: what any provider keeps, requires or renders.
     parse_keep: KeptClaims,
     cache: quick_cache::sync::Cache<[u8; 32], CacheEntry>,
+    /// Each thread's front of `cache` (see [`Front`]).
+    fronts: thread_local::ThreadLocal<RefCell<Front>>,
     metrics: Arc<dyn MetricsSink>,
 }
 
@@ -225,6 +274,7 @@ impl Verifier {
             max_token_bytes: limits.max_token_bytes,
             parse_keep: KeptClaims::All,
             cache: quick_cache::sync::Cache::new(capacity),
+            fronts: thread_local::ThreadLocal::new(),
             metrics,
         })
     }
@@ -289,6 +339,18 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
+        let front = self.fronts.get_or(|| RefCell::new(Front::new()));
+        // This thread's front first: no shared memory written, no SHA-256.
+        let in_front = front.borrow().entries.get(token).cloned();
+        if let Some(hit) = in_front {
+            match self.cached(&hit, now) {
+                Some(result) => return result,
+                // Expired from the cache, or its key left the JWKS: verify again below.
+                None => {
+                    front.borrow_mut().entries.remove(token);
+                }
+            }
+        }
         let key: [u8; 32] = {
             let d = digest::digest(&digest::SHA256, token.as_bytes());
             let mut k = [0u8; 32];
@@ -296,19 +358,16 @@ impl Verifier {
             k
         };
         if let Some(hit) = self.cache.get(&key)
-            && now < hit.until
+            && let Some(result) = self.cached(&hit, now)
         {
-            let provider = self
-                .providers
-                .get(hit.token.provider())
-                .ok_or(TokenError::UnknownIssuer)?;
-            // A key gone from the JWKS: verify from scratch (and be refused like a new token).
-            if provider.keys.holds(hit.key) {
-                self.metrics.token_cache(true);
-                // The cache only skips signature work: time is re-checked against this `now`.
-                check_time(hit.token.times(), now, provider.skew, provider.max_lifetime)?;
-                return Ok(hit.token);
-            }
+            // Seen at least twice: worth a copy of this thread's own (see `Front`).
+            let own = CacheEntry {
+                token: Arc::new(VerifiedToken::clone(&hit.token)),
+                until: hit.until,
+                key: hit.key,
+            };
+            front.borrow_mut().insert(token, own);
+            return result;
         }
         self.metrics.token_cache(false);
 
@@ -351,6 +410,27 @@ impl Verifier {
         self.metrics
             .token_cache_entries(u64::try_from(self.cache.len()).unwrap_or(u64::MAX));
         Ok(verified)
+    }
+
+    /// A cache hit's answer at `now`, or `None` when the entry may not be used (past its cache
+    /// lifetime, or the key that verified it is gone from the provider's JWKS).
+    fn cached(&self, hit: &CacheEntry, now: i64) -> Option<Result<Arc<VerifiedToken>, TokenError>> {
+        if now >= hit.until {
+            return None;
+        }
+        let Some(provider) = self.providers.get(hit.token.provider()) else {
+            return Some(Err(TokenError::UnknownIssuer));
+        };
+        // A key gone from the JWKS: verify from scratch (and be refused like a new token).
+        if !provider.keys.holds(hit.key) {
+            return None;
+        }
+        self.metrics.token_cache(true);
+        // The cache only skips signature work: time is re-checked against this `now`.
+        Some(
+            check_time(hit.token.times(), now, provider.skew, provider.max_lifetime)
+                .map(|()| hit.token.clone()),
+        )
     }
 
     /// Finds the key and checks the signature; an unknown `kid` may trigger one (rate-limited)

@@ -108,6 +108,48 @@ fn listener_limits_are_bounded() {
 }
 
 #[test]
+fn worker_threads_are_bounded_and_default_to_the_usable_cpus() {
+    for bad in ["0", "1025"] {
+        let text = format!("server: {{ worker_threads: {bad} }}\n");
+        let errors = errors_of(&text);
+        assert_eq!(paths(&errors), ["server.worker_threads"], "{bad}");
+        assert!(
+            errors[0].message.contains("between 1 and 1024"),
+            "{errors:?}"
+        );
+    }
+    for good in [1, 4, 1024] {
+        let text = format!("server: {{ worker_threads: {good} }}\n");
+        assert_eq!(errors_of(&text), Vec::new(), "{good}");
+        let config = super::super::from_str_with_env(&text, Vec::new()).unwrap();
+        assert_eq!(config.server.effective_worker_threads(), good);
+    }
+    let config = super::super::from_str_with_env("", Vec::new()).unwrap();
+    assert_eq!(config.server.worker_threads, None);
+    let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(config.server.effective_worker_threads(), usable);
+    // The environment override reaches it like any other key.
+    let env = vec![(
+        "MESH_AUTHZ_SERVER__WORKER_THREADS".to_string(),
+        "3".to_string(),
+    )];
+    let config = super::super::from_str_with_env("", env).unwrap();
+    assert_eq!(config.server.worker_threads, Some(3));
+    assert!(
+        serde_json::to_string(&config.server)
+            .unwrap()
+            .contains("\"worker_threads\":3")
+    );
+    // Absent, it is not printed by check-config (the effective config reads as before).
+    let absent = super::super::from_str_with_env("", Vec::new()).unwrap();
+    assert!(
+        !serde_json::to_string(&absent.server)
+            .unwrap()
+            .contains("worker_threads")
+    );
+}
+
+#[test]
 fn the_file_watch_interval_is_off_or_bounded() {
     for bad in ["50ms", "2h"] {
         let text = format!("server: {{ watch_interval: {bad} }}\n");
