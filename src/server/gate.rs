@@ -27,7 +27,7 @@ use mesh_authz_core::config::LimitsConfig;
 pub const REASON_OVERLOADED: &str = "overloaded";
 
 /// Reason of a check that did not finish within its deadline.
-pub const REASON_DEADLINE: &str = "deadline_exceeded";
+pub const REASON_DEADLINE: &str = mesh_authz_core::decision::REASON_DEADLINE_EXCEEDED;
 
 /// Reason of a check whose request could not be read: a malformed `grpc-timeout`, a body that is
 /// not one uncompressed gRPC message, a message over the size limit, or one that does not decode

@@ -228,51 +228,38 @@ fn has_upper(s: &str) -> bool {
 /// Converts a decision to Envoy's response.
 pub fn to_check_response(decision: Decision) -> CheckResponse {
     match decision {
-        Decision::Allow(allow) => CheckResponse {
-            status: Some(rpc::Status {
-                code: CODE_OK,
-                ..Default::default()
-            }),
-            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-                headers: allow
-                    .set_headers
-                    .into_iter()
-                    .map(|(k, v)| overwrite(k, v))
-                    .collect(),
-                headers_to_remove: allow.remove_headers,
-                ..Default::default()
-            })),
-            dynamic_metadata: {
-                let mut facts = allow.metadata;
-                // A dry-run denial is reported whatever `allow_metadata` says: it was asked for.
-                if let Some(d) = &allow.dry_run {
-                    facts.insert("dry_run".into(), d.to_metadata());
-                }
-                if facts.is_empty() {
-                    None
-                } else {
-                    Some(metadata(Value::Object(facts)))
-                }
-            },
-        },
+        Decision::Allow(allow) => {
+            // Empty (no allocation) unless `allow_metadata`, `claims_to_metadata` or a dry run.
+            let facts = allow.metadata_facts();
+            CheckResponse {
+                status: Some(rpc::Status {
+                    code: CODE_OK,
+                    ..Default::default()
+                }),
+                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                    headers: allow
+                        .set_headers
+                        .into_iter()
+                        .map(|(k, v)| overwrite(k, v))
+                        .collect(),
+                    headers_to_remove: allow.remove_headers,
+                    ..Default::default()
+                })),
+                dynamic_metadata: (!facts.is_empty()).then(|| metadata(Value::Object(facts))),
+            }
+        }
         Decision::Deny(deny) => {
             let code = match deny.status {
                 DenyStatus::Unauthorized => CODE_UNAUTHENTICATED,
                 DenyStatus::Forbidden => CODE_PERMISSION_DENIED,
                 DenyStatus::Unavailable => CODE_UNAVAILABLE,
             };
-            let mut headers = vec![overwrite("content-type".into(), "application/json".into())];
-            if let Some(challenge) = deny.www_authenticate {
-                headers.push(overwrite("www-authenticate".into(), challenge.into()));
-            }
-            let mut facts = serde_json::Map::new();
-            facts.insert("reason".into(), Value::String(deny.reason.into()));
-            if let Some(rule) = deny.rule {
-                facts.insert("rule".into(), Value::String(rule));
-            }
-            if let Some(d) = &deny.dry_run {
-                facts.insert("dry_run".into(), d.to_metadata());
-            }
+            let headers = deny
+                .response_headers()
+                .into_iter()
+                .map(|(k, v)| overwrite(k.into(), v.into()))
+                .collect();
+            let facts = deny.metadata_facts();
             CheckResponse {
                 status: Some(rpc::Status {
                     code,

@@ -24,12 +24,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 use super::http::HttpState;
-use mesh_authz_core::check::{self, Decision, DenyStatus, PeerInfo};
+use mesh_authz_core::check::{self, Decision, Denied, DenyStatus, PeerInfo};
 
 /// The path prefix Envoy's `http_service.path_prefix` must be set to.
 pub const CHECK_PREFIX: &str = "/check";
@@ -114,7 +114,7 @@ pub fn to_response(decision: &Decision) -> Response {
                     // Names come from the validated config; refuse rather than let a client copy
                     // of an injectable header through.
                     tracing::error!(header = %name, "injected header name is not valid HTTP");
-                    return deny_response(DenyStatus::Forbidden, None);
+                    return unencodable_allow();
                 };
                 match HeaderValue::from_str(value) {
                     Ok(v) => {
@@ -131,35 +131,43 @@ pub fn to_response(decision: &Decision) -> Response {
                     }
                     Err(_) => {
                         tracing::error!("headers-to-remove list is not a valid header value");
-                        return deny_response(DenyStatus::Forbidden, None);
+                        return unencodable_allow();
                     }
                 }
             }
             (StatusCode::OK, out).into_response()
         }
-        Decision::Deny(deny) => deny_response(deny.status, deny.www_authenticate),
+        Decision::Deny(deny) => deny_response(deny),
     }
 }
 
-fn deny_response(status: DenyStatus, challenge: Option<&'static str>) -> Response {
-    let code = StatusCode::from_u16(status.code()).unwrap_or(StatusCode::FORBIDDEN);
+/// An allow that cannot be written as HTTP (a configured header name or the removal list that
+/// HTTP cannot carry): refused, so that no client copy of an injectable header gets through. The
+/// allow was already counted and logged by the check; this answer carries no reason.
+fn unencodable_allow() -> Response {
+    deny_response(&Denied::new(
+        DenyStatus::Forbidden,
+        "answer_unencodable",
+        None,
+    ))
+}
+
+fn deny_response(deny: &Denied) -> Response {
+    let code = StatusCode::from_u16(deny.status.code()).unwrap_or(StatusCode::FORBIDDEN);
     let mut out = HeaderMap::new();
-    out.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some(challenge) = challenge {
+    for (name, value) in deny.response_headers() {
         out.insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(challenge),
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
         );
     }
-    (code, out, status.body()).into_response()
+    (code, out, deny.status.body()).into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
     use mesh_authz_core::check::{Allowed, Denied};
 
     fn uri(s: &str) -> Uri {
