@@ -214,18 +214,16 @@ impl Gate {
             .checks
             .with_label_values(&["deny", reason])
             .inc();
-        tracing::warn!(
-            decision = "deny",
-            status = status.code(),
-            reason,
-            request_id = req.request_id.as_deref().unwrap_or(""),
-            trace_id = trace_id.unwrap_or(""),
-            method = %req.method,
-            host = %req.host,
-            path = %req.path,
-            "check denied"
+        let denied = Denied::new(status, reason, None);
+        check::log_refused(
+            &denied,
+            &req.method,
+            &req.host,
+            &req.path,
+            req.request_id.as_deref(),
+            trace_id,
         );
-        Decision::Deny(Denied::new(status, reason, None))
+        Decision::Deny(denied)
     }
 }
 

@@ -68,6 +68,30 @@ impl Denied {
     }
 }
 
+/// Logs a denial the checker never decided (the host refused the check: overload, deadline, a
+/// malformed request), in the same form as the checker's own denial line, at warn: the request
+/// line, never a token or certificate. Counting it is the host's, through its metrics.
+pub fn log_refused(
+    denied: &Denied,
+    method: &str,
+    host: &str,
+    path: &str,
+    request_id: Option<&str>,
+    trace_id: Option<&str>,
+) {
+    tracing::warn!(
+        decision = "deny",
+        status = denied.status.code(),
+        reason = denied.reason,
+        request_id = request_id.unwrap_or(""),
+        trace_id = trace_id.unwrap_or(""),
+        method = %method,
+        host = %host,
+        path = %path,
+        "check denied"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

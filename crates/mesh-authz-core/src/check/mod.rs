@@ -1,6 +1,8 @@
 //! The check pipeline: a transport-free request in, a decision out.
 
 pub mod answer;
+
+pub use answer::log_refused;
 mod headers;
 
 use std::sync::Arc;

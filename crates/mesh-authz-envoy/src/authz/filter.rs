@@ -196,15 +196,13 @@ impl Filter for AuthzFilter {
             Some(Verdict::TimedOut) | None => {
                 let denied = Denied::deadline_exceeded();
                 let s = &waiting.summary;
-                tracing::warn!(
-                    decision = "deny",
-                    status = denied.status.code(),
-                    reason = denied.reason,
-                    request_id = s.request_id.as_deref().unwrap_or(""),
-                    method = %s.method,
-                    host = %s.host,
-                    path = %s.path,
-                    "check denied"
+                mesh_authz_core::check::log_refused(
+                    &denied,
+                    &s.method,
+                    &s.host,
+                    &s.path,
+                    s.request_id.as_deref(),
+                    None,
                 );
                 let counted = Recorder::default();
                 counted.push(Event::Check {
