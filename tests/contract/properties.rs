@@ -3,16 +3,18 @@
 //! the normal test run: never panic, never accept what the spec refuses, round trip where a
 //! printer exists.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mesh_authz::telemetry::Metrics;
 use mesh_authz::tools::issuer::{self, MintOptions};
-use mesh_authz_core::check::{Checker, Decision, PeerInfo, Request};
+use mesh_authz_core::check::{Checker, Decision, Headers, PeerInfo, Request};
 use mesh_authz_core::config;
 use mesh_authz_core::identity::SpiffeId;
 use mesh_authz_core::identity::xfcc::{self, XfccKey};
+use mesh_authz_core::request::HEADERS_READ;
 use mesh_authz_core::revocation::MemoryStore;
 use mesh_authz_core::token::Algorithm;
 use mesh_authz_core::token::claims::{parse_claims, parse_claims_keeping};
@@ -172,6 +174,28 @@ proptest! {
         let v = format!("{scheme}{}{token}", " ".repeat(spaces));
         let headers = auth_headers(&v);
         prop_assert_eq!(extract::bearer(&headers), Ok(Some(token.as_str())));
+    }
+
+    #[test]
+    fn bearer_known_agrees_with_bearer(
+        v in "\\PC{0,60}",
+        known in "[A-Za-z0-9._~+/-]{1,30}={0,2}",
+        shape in 0usize..6,
+    ) {
+        // Values around a known token, and arbitrary ones: the shortcut never changes the answer.
+        let value = match shape {
+            0 => format!("Bearer {known}"),
+            1 => format!("bearer   {known}"),
+            2 => format!("Bearer {known},Bearer {known}"),
+            3 => format!("Bearer{known}"),
+            4 => format!("Basic {known}"),
+            _ => v,
+        };
+        let h = auth_headers(&value);
+        prop_assert_eq!(
+            extract::bearer_known(&h, |t| t == known),
+            extract::bearer(&h)
+        );
     }
 
     #[test]
@@ -492,6 +516,20 @@ rules:
     })
 }
 
+/// Headers that keep only some names and remember every name the check asked for.
+#[derive(Debug)]
+struct OnlyRead {
+    map: HashMap<String, String>,
+    asked: RefCell<Vec<String>>,
+}
+
+impl Headers for OnlyRead {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.asked.borrow_mut().push(name.to_string());
+        self.map.get(name).map(String::as_str)
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Auth {
     None,
@@ -601,6 +639,30 @@ proptest! {
             context_extensions: HashMap::new(),
         };
         let decision = f.rt.block_on(f.checker.check(&req, NOW));
+        // A host that copies only the checker's headers_read (the Envoy module) decides the same,
+        // and the check looks up no other name.
+        let read = f.checker.headers_read();
+        prop_assert!(read.iter().all(|h| HEADERS_READ.contains(h)));
+        let only = OnlyRead {
+            map: req.headers.iter()
+                .filter(|(k, _)| read.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            asked: RefCell::new(Vec::new()),
+        };
+        let narrow = Request {
+            method: req.method.clone(),
+            host: req.host.clone(),
+            path: req.path.clone(),
+            headers: only,
+            peer: req.peer.clone(),
+            request_id: req.request_id.clone(),
+            context_extensions: req.context_extensions.clone(),
+        };
+        prop_assert_eq!(&f.rt.block_on(f.checker.check(&narrow, NOW)), &decision);
+        for name in narrow.headers.asked.borrow().iter() {
+            prop_assert!(read.contains(&name.as_str()), "the check read {}", name);
+        }
         if let Decision::Allow(allowed) = decision {
             let rule = allowed.rule.clone().expect("default deny: an allow names its rule");
             let token = extract::bearer(&req.headers).ok().flatten();

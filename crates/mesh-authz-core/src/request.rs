@@ -3,6 +3,29 @@
 
 use std::collections::HashMap;
 
+/// Request headers as the core reads them: one value per lower-case name, repeated headers
+/// joined with `,` (as Envoy's ext_authz sends them). The server hands over the map ext_authz
+/// carried; the Envoy module copies only [`HEADERS_READ`] out of Envoy's header map.
+pub trait Headers {
+    /// The value of header `name` (lower case), if the request has it.
+    fn header(&self, name: &str) -> Option<&str>;
+}
+
+/// The header a Bearer token is read from.
+pub const AUTHORIZATION_HEADER: &str = "authorization";
+/// Envoy's forwarded client certificate header (read only when `identity.trust_xfcc`).
+pub const XFCC_HEADER: &str = "x-forwarded-client-cert";
+
+/// Every header name the check can read through [`Headers::header`]; a checker's own list is
+/// `Checker::headers_read`, which a property test holds the check to.
+pub const HEADERS_READ: &[&str] = &[AUTHORIZATION_HEADER, XFCC_HEADER];
+
+impl Headers for HashMap<String, String> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
 /// What the proxy tells us about the connection the request came on.
 #[derive(Debug, Clone, Default)]
 pub struct PeerInfo {
@@ -31,9 +54,10 @@ pub struct ConnectionPeer {
     pub sha256: Option<[u8; 32]>,
 }
 
-/// A plain view of one HTTP request, as the proxy forwarded it.
+/// A plain view of one HTTP request, as the proxy forwarded it. `H` holds the headers: the map
+/// ext_authz carried by default, or a host's own [`Headers`].
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub struct Request<H = HashMap<String, String>> {
     /// HTTP method, upper case.
     pub method: String,
     /// `:authority` / `Host`.
@@ -41,7 +65,7 @@ pub struct Request {
     /// Path without the query string.
     pub path: String,
     /// Request headers, names lower case. Envoy joins repeated headers with `,`.
-    pub headers: HashMap<String, String>,
+    pub headers: H,
     /// Transport identity facts.
     pub peer: PeerInfo,
     /// `x-request-id`, for log correlation.

@@ -18,7 +18,7 @@ use crate::identity::certificate::{CertificateCache, DEFAULT_CERTIFICATE_CACHE_C
 use crate::identity::{self, PeerIdentity};
 use crate::metrics::{CheckOutcome, MetricsSink};
 use crate::policy::{Policy, Rule, Unmet};
-pub use crate::request::{ConnectionPeer, PeerInfo, Request};
+pub use crate::request::{ConnectionPeer, Headers, PeerInfo, Request};
 use crate::revocation::{RevocationStore, Status, TokenRef};
 use crate::token::extract;
 use crate::token::verify::{VerifiedToken, Verifier};
@@ -36,6 +36,8 @@ pub struct Checker {
     metrics: Arc<dyn MetricsSink>,
     /// Forwarded peer certificates, parsed once per certificate rather than once per check.
     certificates: CertificateCache,
+    /// The headers this config's checks read (see [`Checker::headers_read`]).
+    headers_read: Vec<&'static str>,
 }
 
 /// What the credentials of a request came to, before the rule is applied.
@@ -65,7 +67,19 @@ impl Checker {
             allow_metadata: config.server.allow_metadata,
             metrics,
             certificates: CertificateCache::new(DEFAULT_CERTIFICATE_CACHE_CAPACITY),
+            headers_read: crate::request::HEADERS_READ
+                .iter()
+                .copied()
+                .filter(|h| *h != identity::XFCC_HEADER || identity::reads_xfcc(&config.identity))
+                .collect(),
         }
+    }
+
+    /// The header names this checker's checks can read: `authorization`, and
+    /// `x-forwarded-client-cert` only when the identity config trusts it. A host that copies
+    /// headers selectively copies these (a subset of [`crate::request::HEADERS_READ`]).
+    pub fn headers_read(&self) -> &[&'static str] {
+        &self.headers_read
     }
 
     /// The token verifier (for readiness).
@@ -74,12 +88,17 @@ impl Checker {
     }
 
     /// Decides one request at time `now` (unix seconds), counting and logging the outcome.
-    pub async fn check(&self, req: &Request, now: i64) -> Decision {
+    pub async fn check<H: Headers>(&self, req: &Request<H>, now: i64) -> Decision {
         self.check_traced(req, now, None).await
     }
 
     /// [`Checker::check`], naming the check's `trace_id` (when traced) in the denial log line.
-    pub async fn check_traced(&self, req: &Request, now: i64, trace_id: Option<&str>) -> Decision {
+    pub async fn check_traced<H: Headers>(
+        &self,
+        req: &Request<H>,
+        now: i64,
+        trace_id: Option<&str>,
+    ) -> Decision {
         let started = Instant::now();
         let (decision, would_deny) = self.decide(req, now).await;
         let elapsed = started.elapsed().as_secs_f64();
@@ -122,7 +141,11 @@ impl Checker {
         decision
     }
 
-    async fn decide(&self, req: &Request, now: i64) -> (Decision, Vec<DryRunDenial>) {
+    async fn decide<H: Headers>(
+        &self,
+        req: &Request<H>,
+        now: i64,
+    ) -> (Decision, Vec<DryRunDenial>) {
         let (rule, dry_runs) = self.policy.select_with_dry_runs(req);
         let rule_name = rule.map(Rule::name);
         // A request no rule matches is handled like an anonymous rule when the default allows.
@@ -208,9 +231,9 @@ impl Checker {
     /// not required: strictly, the first failure ends the check (`Err`). `lenient` (an anonymous
     /// rule, or a dry-run pass) drops a bad credential instead and returns the first failure
     /// beside what remained, so that nothing is ever injected from a credential that failed.
-    async fn credentials(
+    async fn credentials<H: Headers>(
         &self,
-        req: &Request,
+        req: &Request<H>,
         now: i64,
         lenient: bool,
         rule: Option<&str>,
@@ -249,7 +272,8 @@ impl Checker {
             other => other,
         };
 
-        let token = match extract::bearer(&req.headers) {
+        // A token this thread verified before skips the grammar scans (it passed them then).
+        let token = match extract::bearer_known(&req.headers, |t| self.verifier.seen_here(t)) {
             Ok(None) => None,
             Err(_) => {
                 fail(

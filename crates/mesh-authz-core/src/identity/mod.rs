@@ -10,10 +10,8 @@ pub mod certificate;
 
 pub mod xfcc;
 
-use std::collections::HashMap;
-
 use crate::config::{IdentityConfig, IdentitySource, XfccConfig, XfccFormat, XfccProxyMode};
-use crate::request::{ConnectionPeer, PeerInfo};
+use crate::request::{ConnectionPeer, Headers, PeerInfo};
 pub use crate::spiffe::{self, SpiffeId};
 
 /// Which source an identity came from.
@@ -68,7 +66,7 @@ impl IdentityError {
 }
 
 /// Name of the XFCC request header (request header names are lower case).
-pub const XFCC_HEADER: &str = "x-forwarded-client-cert";
+pub const XFCC_HEADER: &str = crate::request::XFCC_HEADER;
 
 /// Whether `id`'s trust domain is one of `cfg.trust_domains` (an empty list accepts any).
 pub fn trust_domain_allowed(cfg: &IdentityConfig, id: &SpiffeId) -> bool {
@@ -103,26 +101,32 @@ impl Facts {
     }
 }
 
+/// Whether [`resolve`] reads the `x-forwarded-client-cert` header under `cfg`: only when it is a
+/// source and trusted.
+pub fn reads_xfcc(cfg: &IdentityConfig) -> bool {
+    cfg.trust_xfcc && cfg.sources.contains(&IdentitySource::Xfcc)
+}
+
 /// Resolves the peer identity from the configured sources, in order. `Ok(None)`: no identity.
 ///
 /// The first source yielding a SPIFFE ID sets `spiffe_id` and `source` (without any SPIFFE ID,
 /// `source` is the first source that yielded anything); `cert_sha256`, `dns_sans` and `subject`
 /// come from the first source that has them. A malformed input in any consulted source is an
 /// error, and so is a principal whose SPIFFE ID differs from the certificate's (fail closed).
-pub fn resolve(
+pub fn resolve<H: Headers + ?Sized>(
     cfg: &IdentityConfig,
     peer: &PeerInfo,
-    headers: &HashMap<String, String>,
+    headers: &H,
 ) -> Result<Option<PeerIdentity>, IdentityError> {
     resolve_with(cfg, peer, headers, None)
 }
 
 /// [`resolve`], with forwarded certificates parsed through `certs` (a connection's repeated
 /// checks then parse its certificate once).
-pub fn resolve_with(
+pub fn resolve_with<H: Headers + ?Sized>(
     cfg: &IdentityConfig,
     peer: &PeerInfo,
-    headers: &HashMap<String, String>,
+    headers: &H,
     certs: Option<&certificate::CertificateCache>,
 ) -> Result<Option<PeerIdentity>, IdentityError> {
     let mut out: Option<PeerIdentity> = None;
@@ -144,7 +148,11 @@ pub fn resolve_with(
             },
             IdentitySource::Xfcc => {
                 // Without trust_xfcc the header is client-controlled: ignore it entirely.
-                match headers.get(XFCC_HEADER).filter(|_| cfg.trust_xfcc) {
+                match cfg
+                    .trust_xfcc
+                    .then(|| headers.header(XFCC_HEADER))
+                    .flatten()
+                {
                     Some(h) => (Source::Xfcc, from_xfcc(h, &cfg.xfcc)?),
                     None => continue,
                 }

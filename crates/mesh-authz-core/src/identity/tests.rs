@@ -1,5 +1,7 @@
 //! Unit tests of `identity`.
 
+use std::collections::HashMap;
+
 use super::*;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};

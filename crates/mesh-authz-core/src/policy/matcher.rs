@@ -115,7 +115,7 @@ impl Matcher {
     }
 
     /// True when `req` satisfies every condition.
-    pub(crate) fn matches(&self, req: &Request) -> bool {
+    pub(crate) fn matches<H>(&self, req: &Request<H>) -> bool {
         self.matches_parts(&req.method, &req.host, &req.path)
             && self.context_matches(&req.context_extensions)
     }

@@ -116,7 +116,7 @@ impl Rule {
     }
 
     /// Whether this rule applies to `req` (host, path, method and context conditions).
-    pub fn matches(&self, req: &Request) -> bool {
+    pub fn matches<H>(&self, req: &Request<H>) -> bool {
         self.matcher.matches(req)
     }
 
@@ -267,13 +267,16 @@ impl Policy {
     }
 
     /// The rule that decides `req`: the first matching rule that is not `mode: dry_run`.
-    pub fn select(&self, req: &Request) -> Option<&Rule> {
+    pub fn select<H>(&self, req: &Request<H>) -> Option<&Rule> {
         self.rules.iter().find(|r| !r.dry_run && r.matches(req))
     }
 
     /// The deciding rule (as [`Policy::select`]) and, in order, the `mode: dry_run` rules that
     /// match `req` before it: those are evaluated and reported, then passed over.
-    pub fn select_with_dry_runs<'a>(&'a self, req: &Request) -> (Option<&'a Rule>, Vec<&'a Rule>) {
+    pub fn select_with_dry_runs<'a, H>(
+        &'a self,
+        req: &Request<H>,
+    ) -> (Option<&'a Rule>, Vec<&'a Rule>) {
         let mut dry_runs = Vec::new();
         for rule in self.rules.iter().filter(|r| r.matches(req)) {
             if rule.dry_run {

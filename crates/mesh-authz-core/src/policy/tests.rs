@@ -478,10 +478,12 @@ fn dry_run_rules_are_passed_over_by_select_and_listed_before_the_deciding_rule()
     let orders = rule("orders", Some("/orders"), RequireConfig::default());
     let policy = Policy::new(&[shadow, shadow2, orders], Action::Deny).unwrap();
     assert!(policy.rules()[0].dry_run() && !policy.rules()[2].dry_run());
-    let req = |path: &str| Request {
-        method: "GET".into(),
-        path: path.into(),
-        ..Request::default()
+    let req = |path: &str| -> Request {
+        Request {
+            method: "GET".into(),
+            path: path.into(),
+            ..Request::default()
+        }
     };
     let names = |(rule, dry): (Option<&Rule>, Vec<&Rule>)| {
         (

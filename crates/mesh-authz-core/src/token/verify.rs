@@ -2,7 +2,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::RandomState;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -184,13 +183,13 @@ const FRONT_CAPACITY: usize = 256;
 /// exactly like a shared hit (time, key still in the JWKS); a config reload builds a new
 /// verifier and so new fronts.
 struct Front {
-    entries: HashMap<Box<str>, CacheEntry, RandomState>,
+    entries: HashMap<Box<str>, CacheEntry, foldhash::fast::RandomState>,
 }
 
 impl Front {
     fn new() -> Self {
         Self {
-            entries: HashMap::with_capacity_and_hasher(16, RandomState::new()),
+            entries: HashMap::with_capacity_and_hasher(16, foldhash::fast::RandomState::default()),
         }
     }
 
@@ -332,6 +331,14 @@ impl Verifier {
     /// The provider's name at `index` (a [`VerifiedToken::provider`]), if any.
     pub fn provider_name(&self, index: usize) -> Option<&Arc<str>> {
         self.providers.get(index).map(|p| &p.name)
+    }
+
+    /// Whether `token` is in this thread's front of the cache: it was verified before, so it
+    /// is a well-formed token68 (whether it is still valid is [`Verifier::verify`]'s to say).
+    pub fn seen_here(&self, token: &str) -> bool {
+        self.fronts
+            .get()
+            .is_some_and(|f| f.borrow().entries.contains_key(token))
     }
 
     /// Verifies one token at time `now` (unix seconds).

@@ -249,7 +249,7 @@ fn combined_table() {
 #[test]
 fn matches_request() {
     let m = matcher(&["api.example.com"], Some("/v1"), None, &["GET"]);
-    let req = Request {
+    let req: Request = Request {
         method: "GET".into(),
         host: "api.example.com:443".into(),
         path: "/v1/items".into(),
