@@ -154,6 +154,9 @@ pub(crate) type HttpFilterModulePtr = *const c_void;
 /// `envoy_dynamic_module_type_http_filter_scheduler_module_ptr` (`void*`; allocated by Envoy,
 /// owned by the module until `..._scheduler_delete`).
 pub(crate) type HttpFilterSchedulerModulePtr = *mut c_void;
+/// `envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr` (`void*`; allocated by
+/// Envoy, owned by the module until `..._config_scheduler_delete`).
+pub(crate) type HttpFilterConfigSchedulerModulePtr = *mut c_void;
 
 /// `envoy_dynamic_module_type_on_http_filter_request_headers_status`.
 #[repr(C)]
@@ -265,6 +268,43 @@ unsafe extern "C" {
         label_names: *mut ModuleBuffer,
         label_names_length: usize,
         histogram_id_ptr: *mut usize,
+    ) -> MetricsResult;
+
+    // --------------------------- Metrics (config, main thread) -----------------------------
+    // Not in the stored header (which is older than 1.40); checked against the 1.40.0 binary's
+    // code: the same parameter list as the stream calls below with the config pointer first (the
+    // id in the second register, label count in the fourth, value in the fifth), resolved
+    // against the config's own stat list. Exercised end to end by the stats tests.
+
+    /// `envoy_dynamic_module_type_metrics_result
+    /// envoy_dynamic_module_callback_http_filter_config_increment_counter(
+    /// http_filter_config_envoy_ptr, size_t id, module_buffer* label_values,
+    /// size_t label_values_length, uint64_t value)`.
+    pub(crate) fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        filter_config_envoy_ptr: HttpFilterConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+
+    /// `..._http_filter_config_set_gauge(` same parameters as `config_increment_counter` `)`.
+    pub(crate) fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        filter_config_envoy_ptr: HttpFilterConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+
+    /// `..._http_filter_config_record_histogram_value(` same parameters as
+    /// `config_increment_counter` `)`.
+    pub(crate) fn envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+        filter_config_envoy_ptr: HttpFilterConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
     ) -> MetricsResult;
 
     // ------------------------------- Metrics (stream) ---------------------------------------
@@ -466,6 +506,28 @@ unsafe extern "C" {
     pub(crate) fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
         scheduler_module_ptr: HttpFilterSchedulerModulePtr,
         event_id: u64,
+    );
+
+    /// `http_filter_config_scheduler_module_ptr
+    /// envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+    /// http_filter_config_envoy_ptr)`. Its events reach the main thread as
+    /// `envoy_dynamic_module_on_http_filter_config_scheduled`.
+    pub(crate) fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        filter_config_envoy_ptr: HttpFilterConfigEnvoyPtr,
+    ) -> HttpFilterConfigSchedulerModulePtr;
+
+    /// `void envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+    /// http_filter_config_scheduler_module_ptr, uint64_t event_id)`. Any thread; a no-op once
+    /// the config is gone (but never after `..._config_scheduler_delete`).
+    pub(crate) fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler_module_ptr: HttpFilterConfigSchedulerModulePtr,
+        event_id: u64,
+    );
+
+    /// `void envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+    /// http_filter_config_scheduler_module_ptr)`.
+    pub(crate) fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+        scheduler_module_ptr: HttpFilterConfigSchedulerModulePtr,
     );
 
     /// `void envoy_dynamic_module_callback_http_filter_scheduler_delete(

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use crate::host::{ConfigContext, Stream};
+use crate::host::{ConfigContext, MainThread, Stream};
 
 /// What a headers hook tells Envoy to do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub enum HeadersStatus {
 pub trait FilterConfig: Send + Sync + 'static {
     /// Creates the per-stream filter (on the stream's worker thread).
     fn new_filter(&self) -> Box<dyn Filter>;
+
+    /// An event committed through a [`crate::host::ConfigScheduler`] reached the main thread.
+    fn on_scheduled(&self, _main: &mut MainThread<'_>, _event_id: u64) {}
 }
 
 /// The per-stream filter. Each hook runs on the stream's worker thread; a panic in any hook is

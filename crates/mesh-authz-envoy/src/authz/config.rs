@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::filter::AuthzFilter;
 use super::route::RouteSpec;
-use super::stats::{Stats, TaskSink};
+use super::stats::{FLUSH_INTERVAL, Stats};
 use crate::filter::{Filter, FilterConfig};
-use crate::host::ConfigContext;
+use crate::host::{ConfigContext, ConfigScheduler, MainThread};
 
 /// How long the config hook (Envoy's main thread) waits for the first key sets. Past it the
 /// refresh loops keep trying in the background and checks fail closed until keys arrive.
@@ -109,7 +109,7 @@ impl AuthzConfig {
     /// A checker for a route's rule set: this config's key caches and revocation store; its own
     /// verified-token cache (the claims it keeps depend on the rules).
     fn route_checker(&self, compiled: &Compiled) -> Result<Arc<Checker>, String> {
-        let sink: Arc<dyn MetricsSink> = Arc::new(TaskSink);
+        let sink: Arc<dyn MetricsSink> = Arc::new(self.stats.sink());
         let (verifier, _) =
             build_verifier_with_sink(compiled, &self.internal, &self.caches, Arc::clone(&sink))
                 .map_err(|e| e.to_string())?;
@@ -125,9 +125,35 @@ impl AuthzConfig {
 /// What Envoy holds for the filter config.
 struct Handle(Arc<AuthzConfig>);
 
+/// The config scheduler's event: flush the stats counted since the last one.
+const FLUSH_STATS: u64 = 1;
+
 impl FilterConfig for Handle {
     fn new_filter(&self) -> Box<dyn Filter> {
         Box::new(AuthzFilter::new(Arc::clone(&self.0)))
+    }
+
+    fn on_scheduled(&self, main: &mut MainThread<'_>, event_id: u64) {
+        if event_id == FLUSH_STATS {
+            self.0.stats.flush(main);
+        }
+    }
+}
+
+/// Asks the main thread to flush the stats every [`FLUSH_INTERVAL`] until `cancel`.
+async fn flush_stats_every_interval(scheduler: ConfigScheduler, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                // A no-op (false) once Envoy destroyed the config.
+                if !scheduler.commit(FLUSH_STATS) {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -144,8 +170,11 @@ pub(crate) fn new_config(
     let compiled = compile(loaded).map_err(|e| format!("invalid mesh-authz config:\n{e}"))?;
     let runtime = super::runtime::runtime()?;
     let stats = Stats::define(ctx).map_err(|e| format!("cannot define stats: {e}"))?;
+    let scheduler = ctx
+        .scheduler()
+        .ok_or_else(|| "Envoy gave no config scheduler (stats could not be flushed)".to_string())?;
     let internal = Metrics::new();
-    let sink: Arc<dyn MetricsSink> = Arc::new(TaskSink);
+    let sink: Arc<dyn MetricsSink> = Arc::new(stats.sink());
     let (verifier, caches) = build_verifier_with_sink(&compiled, &internal, &[], Arc::clone(&sink))
         .map_err(|e| format!("invalid mesh-authz config:\n{e}"))?;
     let config = compiled.config();
@@ -177,6 +206,7 @@ pub(crate) fn new_config(
             cache.spawn_refresh(cancel.clone());
         }
     });
+    runtime.spawn(flush_stats_every_interval(scheduler, cancel.clone()));
     tracing::info!(
         providers = config.providers.len(),
         rules = config.rules.len(),

@@ -17,14 +17,14 @@ use std::time::Instant;
 use mesh_authz_core::check::Checker;
 use mesh_authz_core::clock::unix_now;
 use mesh_authz_core::decision::{Decision, Denied};
-use mesh_authz_core::metrics::CheckOutcome;
+use mesh_authz_core::metrics::{CheckOutcome, MetricsSink};
 use mesh_authz_core::request::Request;
 use tokio::task::AbortHandle;
 
 use super::answer;
 use super::config::{AuthzConfig, RouteChoice};
+use super::request::CopiedHeaders;
 use super::route::RouteSpec;
-use super::stats::{Event, Recorder};
 use crate::filter::{Filter, HeadersStatus};
 use crate::host::Stream;
 
@@ -46,17 +46,9 @@ enum Verdict {
 /// What a stream waiting on the runtime holds.
 struct Waiting {
     slot: Arc<Mutex<Option<Verdict>>>,
-    recorder: Recorder,
     task: AbortHandle,
-    /// For the deadline's log line (the request itself moved into the check).
-    summary: Summary,
-}
-
-struct Summary {
-    method: String,
-    host: String,
-    path: String,
-    request_id: Option<String>,
+    /// The request the check reads, shared with it (for the deadline's log line).
+    request: Arc<Request<CopiedHeaders>>,
 }
 
 /// The `mesh-authz` filter of one stream.
@@ -86,21 +78,14 @@ impl AuthzFilter {
         &mut self,
         stream: &mut Stream<'_>,
         checker: Arc<Checker>,
-        req: Request,
+        req: Request<CopiedHeaders>,
     ) -> HeadersStatus {
         let started = Instant::now();
-        let summary = Summary {
-            method: req.method.clone(),
-            host: req.host.clone(),
-            path: req.path.clone(),
-            request_id: req.request_id.clone(),
-        };
-        let recorder = Recorder::default();
-        let mut check = Box::pin(
-            recorder
-                .clone()
-                .scope(async move { checker.check_traced(&req, unix_now(), None).await }),
-        );
+        let request = Arc::new(req);
+        let mut check = Box::pin({
+            let req = Arc::clone(&request);
+            async move { checker.check_traced(&*req, unix_now(), None).await }
+        });
         let runtime = self.config.runtime;
         let polled = {
             // Tokio resources the check creates (timers, sockets) register with the runtime.
@@ -108,7 +93,6 @@ impl AuthzFilter {
             check.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         };
         if let Poll::Ready(decision) = polled {
-            recorder.flush(stream, &self.config.stats);
             return self.answer(stream, &decision);
         }
         let Some(scheduler) = stream.scheduler() else {
@@ -141,9 +125,8 @@ impl AuthzFilter {
         };
         self.waiting = Some(Waiting {
             slot,
-            recorder,
             task: task.abort_handle(),
-            summary,
+            request,
         });
         HeadersStatus::StopAllIterationAndBuffer
     }
@@ -173,7 +156,7 @@ impl Filter for AuthzFilter {
         };
         let empty = std::collections::HashMap::new();
         let extensions = route.as_ref().map_or(&empty, |r| &r.context_extensions);
-        let req = super::request::from_stream(stream, extensions);
+        let req = super::request::from_stream(stream, checker.headers_read(), extensions);
         self.start(stream, checker, req)
     }
 
@@ -189,13 +172,12 @@ impl Filter for AuthzFilter {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        waiting.recorder.flush(stream, &self.config.stats);
         let decision = match verdict {
             Some(Verdict::Decided(d)) => d,
             // Committed only after the slot is filled; kept fail-closed all the same.
             Some(Verdict::TimedOut) | None => {
                 let denied = Denied::deadline_exceeded();
-                let s = &waiting.summary;
+                let s = &waiting.request;
                 mesh_authz_core::check::log_refused(
                     &denied,
                     &s.method,
@@ -204,13 +186,10 @@ impl Filter for AuthzFilter {
                     s.request_id.as_deref(),
                     None,
                 );
-                let counted = Recorder::default();
-                counted.push(Event::Check {
-                    outcome: CheckOutcome::Deny,
-                    reason: denied.reason,
-                    micros: None,
-                });
-                counted.flush(stream, &self.config.stats);
+                self.config
+                    .stats
+                    .sink()
+                    .check_answered(CheckOutcome::Deny, denied.reason, None);
                 Decision::Deny(denied)
             }
         };

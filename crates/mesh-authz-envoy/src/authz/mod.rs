@@ -11,11 +11,13 @@
 //! * [`filter`]: the per-stream filter and how a check is driven (inline, else on the runtime).
 //! * [`request`] and [`answer`]: the two translations.
 //! * [`route`]: per-route config (`disabled`, or a rule set).
-//! * [`stats`]: the core's metrics sink over Envoy's stats.
+//! * [`stats`]: the core's metrics sink over Envoy's stats, batched per thread and flushed from
+//!   the main thread; [`durations`]: the per-thread duration histogram it keeps.
 //! * [`runtime`] and [`logging`]: the process-wide tokio runtime, and `tracing` into Envoy's log.
 
 pub(crate) mod answer;
 pub(crate) mod config;
+pub(crate) mod durations;
 pub(crate) mod filter;
 pub(crate) mod logging;
 pub(crate) mod request;

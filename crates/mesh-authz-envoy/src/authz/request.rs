@@ -1,9 +1,10 @@
 //! A stream's request headers and connection attributes as the core's transport-free
-//! [`Request`]: what ext_authz's `CheckRequest` would have carried.
+//! [`Request`]: what ext_authz's `CheckRequest` would have carried, as far as the check reads it.
 //!
-//! * headers: every entry (pseudo-headers included, as ext_authz sends them), names lower case,
-//!   repeated headers joined with `,`; values that are not UTF-8 kept lossily (they can only fail
-//!   the checks that read them);
+//! * headers: only those the checker reads (`Checker::headers_read`, held to by a property
+//!   test), repeated values joined with `,` as ext_authz joins them; values that are not UTF-8
+//!   kept lossily (they can only fail the checks that read them). Nothing else is copied: a copy
+//!   of every header cost more than the rest of a cached check;
 //! * method, host and path from `:method`, `:authority` (else `host`) and `:path` (query
 //!   stripped); the request id from `request.id` (else `x-request-id`);
 //! * the peer from the connection: URI SAN, DNS SAN, subject and SHA-256 digest become a
@@ -12,51 +13,94 @@
 
 use std::collections::HashMap;
 
-use mesh_authz_core::request::{ConnectionPeer, PeerInfo, Request};
+use mesh_authz_core::request::{ConnectionPeer, Headers, PeerInfo, Request};
 
 use crate::host::{Attribute, Stream};
 
-/// Builds the request; `context_extensions` come from the route's per-route config.
+/// The headers the core reads, copied out of Envoy's map (the check may finish on another
+/// thread, after the hook that lent Envoy's map has returned).
+#[derive(Debug, Default)]
+pub(crate) struct CopiedHeaders(Vec<(&'static str, String)>);
+
+impl Headers for CopiedHeaders {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Builds the request for a checker that reads `read` (its [`Checker::headers_read`]);
+/// `context_extensions` come from the route's per-route config.
+///
+/// [`Checker::headers_read`]: mesh_authz_core::check::Checker::headers_read
 pub(crate) fn from_stream(
     stream: &Stream<'_>,
+    read: &[&'static str],
     context_extensions: &HashMap<String, String>,
-) -> Request {
-    let mut headers: HashMap<String, String> = HashMap::new();
-    for (name, value) in stream.request_headers().entries() {
-        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-        let value = String::from_utf8_lossy(value);
-        headers
-            .entry(name)
-            .and_modify(|v| {
-                v.push(',');
-                v.push_str(&value);
-            })
-            .or_insert_with(|| value.into_owned());
+) -> Request<CopiedHeaders> {
+    // One call for every entry (borrowed): cheaper than a lookup per name, each of which makes
+    // Envoy build a lower-case key.
+    let entries = stream.request_headers().entries();
+    let text = |name: &str| text(&entries, name);
+    let mut headers = Vec::with_capacity(read.len());
+    for name in read {
+        if let Some(value) = text(name) {
+            headers.push((*name, value));
+        }
     }
-    let method = headers
-        .get(":method")
+    let method = text(":method")
         .map(|m| m.to_ascii_uppercase())
         .unwrap_or_default();
-    let host = headers
-        .get(":authority")
-        .or_else(|| headers.get("host"))
-        .cloned()
+    let host = text(":authority")
+        .or_else(|| text("host"))
         .unwrap_or_default();
-    let path = headers
-        .get(":path")
-        .map(|p| p.split_once('?').map_or(p.as_str(), |(p, _)| p).to_string())
+    let path = text(":path")
+        .map(|mut p| {
+            if let Some(at) = p.find('?') {
+                p.truncate(at);
+            }
+            p
+        })
         .unwrap_or_default();
-    let request_id =
-        attribute(stream, Attribute::RequestId).or_else(|| headers.get("x-request-id").cloned());
+    let request_id = attribute(stream, Attribute::RequestId).or_else(|| text("x-request-id"));
     Request {
         method,
         host,
         path,
-        headers,
+        headers: CopiedHeaders(headers),
         peer: peer(stream),
         request_id,
         context_extensions: context_extensions.clone(),
     }
+}
+
+/// Header `name` among `entries`, repeated values joined with `,` (as ext_authz joins them), as
+/// text (lossily).
+fn text(entries: &[(&[u8], &[u8])], name: &str) -> Option<String> {
+    let mut values = entries
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|(_, v)| *v);
+    let first = values.next()?;
+    let value: std::borrow::Cow<'_, [u8]> = match values.next() {
+        None => first.into(),
+        Some(second) => {
+            let mut joined = [first, second].join(&b","[..]);
+            for more in values {
+                joined.push(b',');
+                joined.extend_from_slice(more);
+            }
+            joined.into()
+        }
+    };
+    // Valid UTF-8 (every well-formed request) is validated at vector speed and copied once;
+    // the lossy path walks a token byte by byte.
+    Some(match std::str::from_utf8(&value) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(&value).into_owned(),
+    })
 }
 
 fn attribute(stream: &Stream<'_>, id: Attribute) -> Option<String> {
@@ -68,6 +112,11 @@ fn attribute(stream: &Stream<'_>, id: Attribute) -> Option<String> {
 
 /// The connection's peer certificate as facts; empty without one.
 fn peer(stream: &Stream<'_>) -> PeerInfo {
+    // `connection.mtls`: TLS with a peer certificate. Without one, the four certificate
+    // attributes are absent anyway; an Envoy that cannot say (`None`) is asked for them.
+    if stream.attribute_bool(Attribute::ConnectionMtls) == Some(false) {
+        return PeerInfo::default();
+    }
     let uri_san = attribute(stream, Attribute::ConnectionUriSanPeerCertificate);
     let dns_san = attribute(stream, Attribute::ConnectionDnsSanPeerCertificate);
     let subject = attribute(stream, Attribute::ConnectionSubjectPeerCertificate);
@@ -98,7 +147,9 @@ fn digest(hex_text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
-    use super::digest;
+    use mesh_authz_core::request::Headers;
+
+    use super::{CopiedHeaders, digest, text};
 
     #[test]
     fn digests_are_32_bytes_of_hex() {
@@ -107,5 +158,30 @@ mod tests {
         assert_eq!(digest(&hex_text.to_uppercase()), Some([0xab; 32]));
         assert_eq!(digest("abcd"), None);
         assert_eq!(digest(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn repeated_headers_are_joined_as_ext_authz_joins_them() {
+        let entries: Vec<(&[u8], &[u8])> = vec![
+            (b"authorization", b"Bearer a"),
+            (b"x-other", b"x"),
+            (b"Authorization", b"Bearer b"),
+            (b"authorization", b"\xff"),
+        ];
+        // The core then refuses the joined value as more than one credential.
+        assert_eq!(
+            text(&entries, "authorization").as_deref(),
+            Some("Bearer a,Bearer b,\u{fffd}")
+        );
+        assert_eq!(text(&entries, "x-other").as_deref(), Some("x"));
+        assert_eq!(text(&entries, "x-absent"), None);
+    }
+
+    #[test]
+    fn copied_headers_answer_by_exact_name() {
+        let h = CopiedHeaders(vec![("authorization", "Bearer t".into())]);
+        assert_eq!(h.header("authorization"), Some("Bearer t"));
+        assert_eq!(h.header("Authorization"), None);
+        assert_eq!(h.header("x-forwarded-client-cert"), None);
     }
 }

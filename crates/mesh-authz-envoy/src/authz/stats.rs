@@ -2,28 +2,38 @@
 //! (`mesh_authz_checks_total{decision,reason}` …); Envoy shows them under
 //! `dynamicmodulescustom.`.
 //!
-//! Envoy's stat calls need the stream, and a check may finish on the module's runtime, so the
-//! sink does not call Envoy: each check runs inside a task-local [`Recorder`] that collects its
-//! events, and the filter replays them on the stream's worker when it answers ([`Recorder::flush`]).
-//! Events outside a check (none today) are dropped.
+//! Envoy 1.40 resolves a labelled stat on every call (the label values are interned in its
+//! symbol table and the tagged stat looked up), which cost more than a cached check itself. So a
+//! check does not call Envoy: the sink adds to its thread's [`Shard`] (a thread-local, an
+//! uncontended lock), wherever the check runs (an Envoy worker, or the module's runtime), and
+//! every [`FLUSH_INTERVAL`] the config's scheduler runs [`Stats::flush`] on Envoy's main thread,
+//! which sums the shards into one call per series. Counts reach `/stats` within a second.
+//!
+//! `mesh_authz_check_duration_us` has no labels (the decision split is in
+//! `mesh_authz_checks_total`): each value is recorded individually, and without labels that is
+//! a plain histogram insert.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use mesh_authz_core::metrics::{CheckOutcome, MetricsSink};
+use thread_local::ThreadLocal;
 
-use crate::host::{ConfigContext, CounterId, GaugeId, HistogramId, MetricsError, Stream};
+use super::durations::Durations;
+use crate::host::{ConfigContext, CounterId, GaugeId, HistogramId, MainThread, MetricsError};
 
-tokio::task_local! {
-    static RECORDER: Recorder;
-}
+/// How often the counts of every thread are flushed to Envoy.
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The stats one filter config defines (in `on_http_filter_config_new`).
+/// The stats one filter config defines (in `on_http_filter_config_new`), and what its checks
+/// counted since the last flush.
 pub(crate) struct Stats {
     checks: CounterId,
     duration: HistogramId,
     token_cache: CounterId,
     token_cache_entries: GaugeId,
     revocation: CounterId,
+    batch: Arc<Batch>,
 }
 
 impl Stats {
@@ -32,115 +42,139 @@ impl Stats {
         Ok(Stats {
             checks: ctx.define_counter("mesh_authz_checks_total", &["decision", "reason"])?,
             // Envoy histograms take integers: microseconds rather than the server's seconds.
-            duration: ctx.define_histogram("mesh_authz_check_duration_us", &["decision"])?,
+            duration: ctx.define_histogram("mesh_authz_check_duration_us", &[])?,
             token_cache: ctx.define_counter("mesh_authz_token_cache_total", &["outcome"])?,
             token_cache_entries: ctx.define_gauge("mesh_authz_token_cache_entries", &[])?,
             revocation: ctx.define_counter(
                 "mesh_authz_revocation_lookups_total",
                 &["source", "outcome"],
             )?,
+            batch: Arc::new(Batch::default()),
         })
     }
-}
 
-/// One thing the core counted.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Event {
-    /// `check_answered`.
-    Check {
-        outcome: CheckOutcome,
-        reason: &'static str,
-        micros: Option<u64>,
-    },
-    /// `token_cache`.
-    TokenCache(bool),
-    /// `token_cache_entries`.
-    TokenCacheEntries(u64),
-    /// `revocation_lookup`.
-    Revocation(&'static str, &'static str),
-}
-
-/// The events of one check, collected wherever it runs and replayed on the stream's worker.
-#[derive(Clone, Default)]
-pub(crate) struct Recorder(Arc<Mutex<Vec<Event>>>);
-
-impl Recorder {
-    /// Adds an event.
-    pub(crate) fn push(&self, event: Event) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(event);
+    /// The sink the config's checkers count into.
+    pub(crate) fn sink(&self) -> BatchSink {
+        BatchSink(Arc::clone(&self.batch))
     }
 
-    /// Runs `fut` with this recorder as the current check's.
-    pub(crate) fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
-        RECORDER.scope(self, fut)
-    }
-
-    /// Replays the collected events into Envoy's stats through `stream` (its worker thread).
-    pub(crate) fn flush(&self, stream: &mut Stream<'_>, stats: &Stats) {
-        let events = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
-        for event in events {
-            let r = match event {
-                Event::Check {
-                    outcome,
-                    reason,
-                    micros,
-                } => {
-                    let r = stream.increment_counter(stats.checks, &[outcome.as_str(), reason], 1);
-                    match micros {
-                        Some(us) => {
-                            r.and(stream.record_histogram(stats.duration, &[outcome.as_str()], us))
-                        }
-                        None => r,
-                    }
+    /// Sends everything counted since the last flush to Envoy (main thread).
+    pub(crate) fn flush(&self, main: &mut MainThread<'_>) {
+        let mut counts: Vec<(Key, u64)> = Vec::new();
+        let mut durations = Durations::default();
+        let mut entries = None;
+        for shard in self.batch.shards.iter() {
+            let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for (key, n) in s.counts.drain(..) {
+                add(&mut counts, key, n);
+            }
+            if !s.durations.is_empty() {
+                for (value, n) in s.durations.drain() {
+                    durations.record_n(value, n);
                 }
-                Event::TokenCache(hit) => stream.increment_counter(
-                    stats.token_cache,
-                    &[if hit { "hit" } else { "miss" }],
-                    1,
-                ),
-                Event::TokenCacheEntries(n) => stream.set_gauge(stats.token_cache_entries, &[], n),
-                Event::Revocation(source, outcome) => {
-                    stream.increment_counter(stats.revocation, &[source, outcome], 1)
+            }
+            if let Some(e) = s.entries.take() {
+                entries = Some(e);
+            }
+        }
+        for (key, n) in counts {
+            let r = match key {
+                Key::Check(outcome, reason) => {
+                    main.increment_counter(self.checks, &[outcome.as_str(), reason], n)
+                }
+                Key::TokenCache(hit) => {
+                    main.increment_counter(self.token_cache, &[if hit { "hit" } else { "miss" }], n)
+                }
+                Key::Revocation(source, outcome) => {
+                    main.increment_counter(self.revocation, &[source, outcome], n)
                 }
             };
             if let Err(e) = r {
                 tracing::debug!(error = %e, "stat not recorded");
             }
         }
+        for (value, n) in durations.drain() {
+            for _ in 0..n {
+                if let Err(e) = main.record_histogram(self.duration, &[], value) {
+                    tracing::debug!(error = %e, "stat not recorded");
+                    break;
+                }
+            }
+        }
+        if let Some(e) = entries
+            && let Err(e) = main.set_gauge(self.token_cache_entries, &[], e)
+        {
+            tracing::debug!(error = %e, "stat not recorded");
+        }
     }
 }
 
-/// The sink every checker of this module counts into: the current check's [`Recorder`].
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct TaskSink;
-
-fn record(event: Event) {
-    let _ = RECORDER.try_with(|r| r.push(event));
+/// One counted series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    /// `mesh_authz_checks_total{decision,reason}`.
+    Check(CheckOutcome, &'static str),
+    /// `mesh_authz_token_cache_total{outcome}`.
+    TokenCache(bool),
+    /// `mesh_authz_revocation_lookups_total{source,outcome}`.
+    Revocation(&'static str, &'static str),
 }
 
-impl MetricsSink for TaskSink {
+fn add(counts: &mut Vec<(Key, u64)>, key: Key, n: u64) {
+    // A handful of series: a linear scan beats hashing.
+    match counts.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, c)) => *c += n,
+        None => counts.push((key, n)),
+    }
+}
+
+/// What one thread counted since the last flush.
+#[derive(Default)]
+struct Shard {
+    counts: Vec<(Key, u64)>,
+    durations: Durations,
+    entries: Option<u64>,
+}
+
+/// Every thread's shard of one config.
+#[derive(Default)]
+pub(crate) struct Batch {
+    shards: ThreadLocal<Mutex<Shard>>,
+}
+
+impl Batch {
+    fn with(&self, f: impl FnOnce(&mut Shard)) {
+        let shard = self.shards.get_or(|| Mutex::new(Shard::default()));
+        // Only the flush on the main thread ever contends for this lock.
+        f(&mut shard.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+/// The sink every checker of one config counts into: the calling thread's shard.
+#[derive(Clone)]
+pub(crate) struct BatchSink(Arc<Batch>);
+
+impl MetricsSink for BatchSink {
     fn check_answered(&self, outcome: CheckOutcome, reason: &'static str, seconds: Option<f64>) {
-        // Whole microseconds; the cast saturates (and a NaN becomes 0).
-        let micros = seconds.map(|s| (s * 1e6) as u64);
-        record(Event::Check {
-            outcome,
-            reason,
-            micros,
+        self.0.with(|s| {
+            add(&mut s.counts, Key::Check(outcome, reason), 1);
+            if let Some(seconds) = seconds {
+                // Whole microseconds; the cast saturates (and a NaN becomes 0).
+                s.durations.record((seconds * 1e6) as u64);
+            }
         });
     }
 
     fn token_cache(&self, hit: bool) {
-        record(Event::TokenCache(hit));
+        self.0.with(|s| add(&mut s.counts, Key::TokenCache(hit), 1));
     }
 
     fn token_cache_entries(&self, entries: u64) {
-        record(Event::TokenCacheEntries(entries));
+        self.0.with(|s| s.entries = Some(entries));
     }
 
     fn revocation_lookup(&self, source: &'static str, outcome: &'static str) {
-        record(Event::Revocation(source, outcome));
+        self.0
+            .with(|s| add(&mut s.counts, Key::Revocation(source, outcome), 1));
     }
 }

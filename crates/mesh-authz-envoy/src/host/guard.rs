@@ -16,6 +16,16 @@ use crate::filter::{Filter, FilterConfig, RouteConfig};
 /// Behind `envoy_dynamic_module_type_http_filter_config_module_ptr`.
 pub(super) struct ConfigSlot {
     pub(super) config: Arc<dyn FilterConfig>,
+    /// The config's main-thread schedulers, deleted before the config is dropped.
+    pub(super) schedulers: Vec<super::scheduler::ConfigScheduler>,
+}
+
+impl Drop for ConfigSlot {
+    fn drop(&mut self) {
+        for s in &self.schedulers {
+            s.delete();
+        }
+    }
 }
 
 /// Behind `envoy_dynamic_module_type_http_filter_per_route_config_module_ptr`.

@@ -9,7 +9,7 @@ use super::guard::{
     ConfigSlot, FilterSlot, Outcome, ROUTE_CONFIG_MAGIC, RouteConfigSlot, buffer_bytes,
     deliver_stream_complete, panic_message, with_filter,
 };
-use super::metrics::ConfigContext;
+use super::metrics::{ConfigContext, MainThread};
 use super::{LogLevel, log};
 use crate::abi;
 use crate::filter::{self, HeadersStatus};
@@ -40,10 +40,22 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         let name = String::from_utf8_lossy(buffer_bytes(name)).into_owned();
         let mut ctx = ConfigContext {
             envoy: filter_config_envoy_ptr,
+            schedulers: Vec::new(),
             _borrow: PhantomData,
         };
-        filter::new_filter_config(&name, buffer_bytes(config), &mut ctx)
-            .map_err(|e| format!("filter config {name:?} rejected: {e}"))
+        let made = filter::new_filter_config(&name, buffer_bytes(config), &mut ctx)
+            .map_err(|e| format!("filter config {name:?} rejected: {e}"));
+        let schedulers = std::mem::take(&mut ctx.schedulers);
+        match made {
+            Ok(config) => Ok(ConfigSlot { config, schedulers }),
+            Err(e) => {
+                // A refused config's schedulers never deliver anything.
+                for s in &schedulers {
+                    s.delete();
+                }
+                Err(e)
+            }
+        }
     }));
     let outcome = match result {
         Ok(r) => r,
@@ -53,9 +65,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         )),
     };
     match outcome {
-        Ok(config) => {
-            Box::into_raw(Box::new(ConfigSlot { config })) as abi::HttpFilterConfigModulePtr
-        }
+        Ok(slot) => Box::into_raw(Box::new(slot)) as abi::HttpFilterConfigModulePtr,
         Err(e) => {
             log(LogLevel::Error, &format!("mesh-authz-envoy: {e}"));
             std::ptr::null()
@@ -78,6 +88,38 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
         log(
             LogLevel::Error,
             "mesh-authz-envoy: panic while dropping a filter config",
+        );
+    }
+}
+
+/// `void envoy_dynamic_module_on_http_filter_config_scheduled(http_filter_config_envoy_ptr,
+/// http_filter_config_module_ptr, uint64_t event_id)`: on the main thread, for an event committed
+/// through the config's scheduler.
+#[unsafe(no_mangle)]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    filter_config_envoy_ptr: abi::HttpFilterConfigEnvoyPtr,
+    filter_config_ptr: abi::HttpFilterConfigModulePtr,
+    event_id: u64,
+) {
+    if filter_config_ptr.is_null() {
+        return;
+    }
+    // SAFETY: a live `Box<ConfigSlot>` from `on_http_filter_config_new` (Envoy delivers scheduled
+    // events only while the config lives); only shared access, and `FilterConfig: Sync`.
+    let slot = unsafe { &*filter_config_ptr.cast::<ConfigSlot>() };
+    let mut main = MainThread {
+        envoy: filter_config_envoy_ptr,
+        _borrow: PhantomData,
+    };
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+        slot.config.on_scheduled(&mut main, event_id);
+    })) {
+        log(
+            LogLevel::Error,
+            &format!(
+                "mesh-authz-envoy: panic in on_http_filter_config_scheduled: {}",
+                panic_message(payload.as_ref())
+            ),
         );
     }
 }

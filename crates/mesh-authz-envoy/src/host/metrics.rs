@@ -1,7 +1,11 @@
-//! Stats: defining counters, gauges and histograms (config hook) and the result codes of the
-//! recording calls.
+//! Stats: defining counters, gauges and histograms (config hook), recording them from the main
+//! thread ([`MainThread`]), and the result codes of the recording calls.
 
 use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+use super::scheduler::{ConfigScheduler, ConfigSchedulerPtr};
 
 use crate::abi;
 
@@ -54,9 +58,12 @@ pub(super) fn buffers(strings: &[&str]) -> Vec<abi::ModuleBuffer> {
         .collect()
 }
 
-/// What Envoy lends during `on_http_filter_config_new` (main thread): defining metrics.
+/// What Envoy lends during `on_http_filter_config_new` (main thread): defining metrics, and
+/// schedulers for work on the main thread later.
 pub struct ConfigContext<'a> {
     pub(super) envoy: abi::HttpFilterConfigEnvoyPtr,
+    /// Schedulers made for this config; the config's slot deletes them when Envoy destroys it.
+    pub(super) schedulers: Vec<ConfigScheduler>,
     pub(super) _borrow: PhantomData<&'a mut ()>,
 }
 
@@ -69,6 +76,19 @@ type DefineFn = unsafe extern "C" fn(
 ) -> abi::MetricsResult;
 
 impl ConfigContext<'_> {
+    /// A scheduler for this config's main-thread events (`None` if Envoy could not make one).
+    pub fn scheduler(&mut self) -> Option<ConfigScheduler> {
+        // SAFETY: `self.envoy` is the config pointer of the running `on_http_filter_config_new`.
+        let raw = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.envoy)
+        };
+        let s = ConfigScheduler {
+            slot: Arc::new(Mutex::new(Some(ConfigSchedulerPtr(NonNull::new(raw)?)))),
+        };
+        self.schedulers.push(s.clone());
+        Some(s)
+    }
+
     fn define(&mut self, f: DefineFn, name: &str, labels: &[&str]) -> Result<usize, MetricsError> {
         let mut labels = buffers(labels);
         let mut id = 0usize;
@@ -123,5 +143,83 @@ impl ConfigContext<'_> {
             labels,
         )
         .map(HistogramId)
+    }
+}
+
+/// What Envoy lends to a config's scheduled event on the main thread
+/// ([`FilterConfig::on_scheduled`](crate::filter::FilterConfig::on_scheduled)): recording the
+/// config's stats without a stream. Lives only for that hook call.
+pub struct MainThread<'a> {
+    pub(super) envoy: abi::HttpFilterConfigEnvoyPtr,
+    pub(super) _borrow: PhantomData<&'a mut ()>,
+}
+
+type ConfigRecordFn = unsafe extern "C" fn(
+    abi::HttpFilterConfigEnvoyPtr,
+    usize,
+    *mut abi::ModuleBuffer,
+    usize,
+    u64,
+) -> abi::MetricsResult;
+
+impl MainThread<'_> {
+    fn record(
+        &mut self,
+        f: ConfigRecordFn,
+        id: usize,
+        labels: &[&str],
+        value: u64,
+    ) -> Result<(), MetricsError> {
+        let mut labels = buffers(labels);
+        // SAFETY: `self.envoy` is the config pointer Envoy passed to the running scheduled hook
+        // (MainThread can not outlive it), on the main thread; `labels` outlives the call and is
+        // only read.
+        let r = unsafe { f(self.envoy, id, labels.as_mut_ptr(), labels.len(), value) };
+        metrics_result(r)
+    }
+
+    /// Adds `value` to a counter of this config (label values in definition order).
+    pub fn increment_counter(
+        &mut self,
+        id: CounterId,
+        labels: &[&str],
+        value: u64,
+    ) -> Result<(), MetricsError> {
+        self.record(
+            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
+            id.0,
+            labels,
+            value,
+        )
+    }
+
+    /// Sets a gauge of this config.
+    pub fn set_gauge(
+        &mut self,
+        id: GaugeId,
+        labels: &[&str],
+        value: u64,
+    ) -> Result<(), MetricsError> {
+        self.record(
+            abi::envoy_dynamic_module_callback_http_filter_config_set_gauge,
+            id.0,
+            labels,
+            value,
+        )
+    }
+
+    /// Records one value in a histogram of this config.
+    pub fn record_histogram(
+        &mut self,
+        id: HistogramId,
+        labels: &[&str],
+        value: u64,
+    ) -> Result<(), MetricsError> {
+        self.record(
+            abi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value,
+            id.0,
+            labels,
+            value,
+        )
     }
 }

@@ -8,8 +8,11 @@
 //! * config hooks run on the main thread; stream hooks on the stream's worker thread;
 //! * [`Stream`] and [`HeaderMap`] are neither `Send` nor `Sync` (they hold raw pointers) and only
 //!   live for one hook call;
-//! * from any other thread only [`Scheduler::commit`] and [`log`] may be used; the event comes
-//!   back on the worker as [`Filter::on_scheduled`](crate::filter::Filter::on_scheduled);
+//! * from any other thread only [`Scheduler::commit`], [`ConfigScheduler::commit`] and [`log`]
+//!   may be used; the event comes back on the worker as
+//!   [`Filter::on_scheduled`](crate::filter::Filter::on_scheduled), or on the main thread as
+//!   [`FilterConfig::on_scheduled`](crate::filter::FilterConfig::on_scheduled) with a
+//!   [`MainThread`] for the config's stats;
 //! * a module that owns threads must be loaded with `do_not_close: true`.
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment.
@@ -28,8 +31,8 @@ pub mod stream;
 
 pub use guard::PANIC_DETAILS;
 pub use headers::HeaderMap;
-pub use metrics::{ConfigContext, CounterId, GaugeId, HistogramId, MetricsError};
-pub use scheduler::Scheduler;
+pub use metrics::{ConfigContext, CounterId, GaugeId, HistogramId, MainThread, MetricsError};
+pub use scheduler::{ConfigScheduler, Scheduler};
 pub use stream::Stream;
 
 use crate::abi;

@@ -356,6 +356,27 @@ fn assert_denied(dir: &Path, admin: u16, id: &str, r: &Response, status: u16, re
     );
 }
 
+/// Waits until histogram `dynamicmodulescustom.<name>` shows recorded values on admin `/stats`
+/// (after one of Envoy's stats flushes).
+fn histogram_has_values(admin: u16, name: &str) {
+    let prefix = format!("dynamicmodulescustom.{name}: ");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let body = admin_get(admin, "/stats?filter=mesh_authz")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let line = body.lines().find(|l| l.starts_with(prefix.as_str()));
+        if line.is_some_and(|l| l.contains("P0(")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: {line:?}; /stats:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `dynamicmodulescustom.<series>` from admin `/stats`, once it is at least `min`.
 fn stat_at_least(admin: u16, series: &str, min: u64) -> u64 {
     let name = format!("dynamicmodulescustom.{series}: ");
@@ -558,6 +579,8 @@ fn the_ext_authz_contract_holds_in_proxy() {
         2,
     );
     stat_at_least(admin, "mesh_authz_token_cache_total.outcome.hit", 1);
+    // Durations reach the (unlabelled) histogram through the main thread's flush.
+    histogram_has_values(admin, "mesh_authz_check_duration_us");
     stat_at_least(admin, "mesh_authz_token_cache_total.outcome.miss", 1);
     stat_at_least(
         admin,
