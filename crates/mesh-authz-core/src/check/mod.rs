@@ -335,7 +335,11 @@ impl Checker {
             iat: token.times().iat,
             parent_jti: token.parent_jti(),
         };
-        let (status, source) = self.revocation.lookup(lookup).await;
+        // A store that can answer without I/O (memory; Redis from its cache) is not awaited.
+        let (status, source) = match self.revocation.lookup_now(lookup) {
+            Some(answer) => answer,
+            None => self.revocation.lookup(lookup).await,
+        };
         let outcome = match &status {
             Ok(Status::Active) => "active",
             Ok(Status::Revoked(_)) => "revoked",

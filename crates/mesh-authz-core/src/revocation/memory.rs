@@ -283,6 +283,13 @@ impl RevocationStore for MemoryStore {
         Box::pin(std::future::ready(Ok(status)))
     }
 
+    fn lookup_now(
+        &self,
+        token: TokenRef<'_>,
+    ) -> Option<(Result<Status, StoreError>, &'static str)> {
+        Some((Ok(self.status_now(token)), self.kind()))
+    }
+
     fn revoke_jti<'a>(
         &'a self,
         jti: &'a str,

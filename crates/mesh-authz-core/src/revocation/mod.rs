@@ -82,6 +82,16 @@ pub trait RevocationStore: Send + Sync {
     ) -> BoxFuture<'a, (Result<Status, StoreError>, &'static str)> {
         Box::pin(async move { (self.status(token).await, self.kind()) })
     }
+    /// [`RevocationStore::lookup`]'s answer when it needs no I/O (the memory store always, a
+    /// remote store from its local cache), so that a check can finish without awaiting; `None`
+    /// sends the caller to `lookup`.
+    fn lookup_now(
+        &self,
+        token: TokenRef<'_>,
+    ) -> Option<(Result<Status, StoreError>, &'static str)> {
+        let _ = token;
+        None
+    }
     /// The `limit` most recent revocations, newest first (empty where a store keeps no record).
     fn list_recent(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RevocationEntry>, StoreError>> {
         let _ = limit;

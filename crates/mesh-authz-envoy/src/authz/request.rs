@@ -51,7 +51,10 @@ pub(crate) fn from_stream(
         }
     }
     let method = text(":method")
-        .map(|m| m.to_ascii_uppercase())
+        .map(|mut m| {
+            m.make_ascii_uppercase();
+            m
+        })
         .unwrap_or_default();
     let host = text(":authority")
         .or_else(|| text("host"))
