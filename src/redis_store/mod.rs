@@ -338,7 +338,7 @@ impl RedisStore {
 
     /// The answer from the local cache alone, when that is enough: a cached fact revokes, or
     /// every fact is cached.
-    fn from_cache(&self, token: TokenRef<'_>) -> Option<Status> {
+    fn cached_answer(&self, token: TokenRef<'_>) -> Option<Status> {
         let cache = &self.shared.cache;
         let jti = token.jti.map(|j| cache.jti(j));
         let parent = token.parent_jti.map(|p| cache.jti(p));
@@ -359,7 +359,7 @@ impl RedisStore {
         &self,
         token: TokenRef<'_>,
     ) -> (Result<Status, StoreError>, &'static str) {
-        if let Some(status) = self.from_cache(token) {
+        if let Some(status) = self.cached_answer(token) {
             return (Ok(status), "cache");
         }
         let cache = &self.shared.cache;
@@ -484,7 +484,7 @@ impl RevocationStore for RedisStore {
         &self,
         token: TokenRef<'_>,
     ) -> Option<(Result<Status, StoreError>, &'static str)> {
-        self.from_cache(token).map(|s| (Ok(s), "cache"))
+        self.cached_answer(token).map(|s| (Ok(s), "cache"))
     }
 
     fn revoke_jti<'a>(
