@@ -3,9 +3,8 @@
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex};
 
-use super::scheduler::{ConfigScheduler, ConfigSchedulerPtr};
+use super::scheduler::ConfigScheduler;
 
 use crate::abi;
 
@@ -82,9 +81,7 @@ impl ConfigContext<'_> {
         let raw = unsafe {
             abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.envoy)
         };
-        let s = ConfigScheduler {
-            slot: Arc::new(Mutex::new(Some(ConfigSchedulerPtr(NonNull::new(raw)?)))),
-        };
+        let s = ConfigScheduler::new(NonNull::new(raw)?);
         self.schedulers.push(s.clone());
         Some(s)
     }

@@ -4,13 +4,13 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::Attribute;
 use super::guard::{ROUTE_CONFIG_MAGIC, RouteConfigSlot};
 use super::headers::{HeaderKind, HeaderMap, envoy_slice};
 use super::metrics::{CounterId, GaugeId, HistogramId, MetricsError, buffers, metrics_result};
-use super::scheduler::{Scheduler, SchedulerPtr};
+use super::scheduler::Scheduler;
 use crate::abi;
 
 /// What Envoy lends to one stream hook: header access, replies, metadata, metrics, attributes.
@@ -221,9 +221,7 @@ impl<'a> Stream<'a> {
         let raw =
             unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(self.envoy) };
         let ptr = NonNull::new(raw)?;
-        let s = Scheduler {
-            slot: Arc::new(Mutex::new(Some(SchedulerPtr(ptr)))),
-        };
+        let s = Scheduler::new(ptr);
         *self.scheduler.borrow_mut() = Some(s.clone());
         Some(s)
     }

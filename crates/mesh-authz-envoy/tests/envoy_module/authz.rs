@@ -356,48 +356,43 @@ fn assert_denied(dir: &Path, admin: u16, id: &str, r: &Response, status: u16, re
     );
 }
 
-/// Waits until histogram `dynamicmodulescustom.<name>` shows recorded values on admin `/stats`
-/// (after one of Envoy's stats flushes).
-fn histogram_has_values(admin: u16, name: &str) {
-    let prefix = format!("dynamicmodulescustom.{name}: ");
-    let deadline = Instant::now() + Duration::from_secs(15);
+/// Polls admin `/stats?filter=mesh_authz` (up to `secs`) until `settled` finds what it wants in
+/// the body; fails with `what` and the last body otherwise.
+fn poll_stats<T>(admin: u16, secs: u64, what: &str, settled: impl Fn(&str) -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let body = admin_get(admin, "/stats?filter=mesh_authz")
             .map(|(_, b)| b)
             .unwrap_or_default();
-        let line = body.lines().find(|l| l.starts_with(prefix.as_str()));
-        if line.is_some_and(|l| l.contains("P0(")) {
-            return;
+        if let Some(v) = settled(&body) {
+            return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: {line:?}; /stats:\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+        assert!(Instant::now() < deadline, "{what}; /stats:\n{body}");
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits until histogram `dynamicmodulescustom.<name>` shows recorded values (after one of
+/// Envoy's stats flushes).
+fn histogram_has_values(admin: u16, name: &str) {
+    let prefix = format!("dynamicmodulescustom.{name}: ");
+    poll_stats(admin, 15, &format!("{name} has no values"), |body| {
+        body.lines()
+            .find(|l| l.starts_with(prefix.as_str()))
+            .filter(|l| l.contains("P0("))
+            .map(|_| ())
+    });
 }
 
 /// `dynamicmodulescustom.<series>` from admin `/stats`, once it is at least `min`.
 fn stat_at_least(admin: u16, series: &str, min: u64) -> u64 {
     let name = format!("dynamicmodulescustom.{series}: ");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = admin_get(admin, "/stats?filter=mesh_authz")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        let v = body
-            .lines()
+    poll_stats(admin, 10, &format!("{series} stays below {min}"), |body| {
+        body.lines()
             .find_map(|l| l.strip_prefix(name.as_str()))
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(v) = v.filter(|v| *v >= min) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series}: {v:?}, want >= {min}; /stats:\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|v| *v >= min)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
