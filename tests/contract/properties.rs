@@ -664,6 +664,12 @@ proptest! {
             prop_assert!(read.contains(&name.as_str()), "the check read {}", name);
         }
         if let Decision::Allow(allowed) = decision {
+            // Every header an allow touches is one the checker names as written (the module
+            // skips removing a written header the request does not carry).
+            let written = f.checker.headers_written();
+            for name in allowed.set_headers.iter().map(|(k, _)| k).chain(&allowed.remove_headers) {
+                prop_assert!(written.contains(name), "{} is not in headers_written", name);
+            }
             let rule = allowed.rule.clone().expect("default deny: an allow names its rule");
             let token = extract::bearer(&req.headers).ok().flatten();
             match rule.as_str() {

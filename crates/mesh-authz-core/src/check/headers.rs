@@ -36,6 +36,18 @@ impl HeaderPlan {
         }
     }
 
+    /// Every name an allow can set or remove: the injectable names and `authorization`.
+    pub(crate) fn written(&self) -> Vec<String> {
+        let mut names = self.injectable.clone();
+        if !names
+            .iter()
+            .any(|n| n == crate::request::AUTHORIZATION_HEADER)
+        {
+            names.push(crate::request::AUTHORIZATION_HEADER.to_string());
+        }
+        names
+    }
+
     /// Headers to set and to remove, from the peer's SPIFFE ID and the token's claims mapped by
     /// its provider's `claims_to_headers`.
     pub(crate) fn build(

@@ -38,6 +38,8 @@ pub struct Checker {
     certificates: CertificateCache,
     /// The headers this config's checks read (see [`Checker::headers_read`]).
     headers_read: Vec<&'static str>,
+    /// The headers an allow can set or remove (see [`Checker::headers_written`]).
+    headers_written: Vec<String>,
 }
 
 /// What the credentials of a request came to, before the rule is applied.
@@ -64,6 +66,7 @@ impl Checker {
             revocation,
             revocation_on_error: config.revocation.on_error,
             headers: HeaderPlan::new(config),
+            headers_written: HeaderPlan::new(config).written(),
             allow_metadata: config.server.allow_metadata,
             metrics,
             certificates: CertificateCache::new(DEFAULT_CERTIFICATE_CACHE_CAPACITY),
@@ -80,6 +83,13 @@ impl Checker {
     /// headers selectively copies these (a subset of [`crate::request::HEADERS_READ`]).
     pub fn headers_read(&self) -> &[&'static str] {
         &self.headers_read
+    }
+
+    /// Every header name an allow of this checker can set or remove upstream (the SPIFFE-ID
+    /// header, every `claims_to_headers` target, `authorization`). A host that knows which of
+    /// them the request carries may skip removing one it does not.
+    pub fn headers_written(&self) -> &[String] {
+        &self.headers_written
     }
 
     /// The token verifier (for readiness).

@@ -15,6 +15,7 @@
 use mesh_authz_core::decision::{Decision, METADATA_NAMESPACE};
 use serde_json::{Map, Value};
 
+use super::request::Carried;
 use crate::host::Stream;
 
 /// `%RESPONSE_CODE_DETAILS%` of a denial: `mesh_authz_denied{reason}`, reason being the
@@ -24,16 +25,29 @@ pub(crate) fn details(reason: &str) -> String {
 }
 
 /// Applies `decision` to the stream. Returns `true` when the request may go on (an allow; the
-/// caller continues it) and `false` when a local reply was sent.
-pub(crate) fn apply(stream: &mut Stream<'_>, decision: &Decision) -> bool {
+/// caller continues it) and `false` when a local reply was sent. `carried`, when the answer comes
+/// in the hook that read the request, says which written headers the request carries: one it does
+/// not is added rather than replaced, and not removed at all (each an Envoy call saved).
+pub(crate) fn apply(
+    stream: &mut Stream<'_>,
+    decision: &Decision,
+    carried: Option<(&Carried, &[String])>,
+) -> bool {
+    let may_carry = |name: &str| carried.is_none_or(|(c, written)| c.may_carry(written, name));
     match decision {
         Decision::Allow(allow) => {
             let (set, remove) = allow.header_mutations();
             for (name, value) in set {
-                stream.set_request_header(name, value.as_bytes());
+                if may_carry(name) {
+                    stream.set_request_header(name, value.as_bytes());
+                } else {
+                    stream.add_request_header(name, value.as_bytes());
+                }
             }
             for name in remove {
-                stream.remove_request_header(name);
+                if may_carry(name) {
+                    stream.remove_request_header(name);
+                }
             }
             set_metadata(stream, allow.metadata_facts());
             true

@@ -23,7 +23,7 @@ use tokio::task::AbortHandle;
 
 use super::answer;
 use super::config::{AuthzConfig, RouteChoice};
-use super::request::CopiedHeaders;
+use super::request::{Carried, CopiedHeaders};
 use super::route::RouteSpec;
 use crate::filter::{Filter, HeadersStatus};
 use crate::host::Stream;
@@ -65,9 +65,14 @@ impl AuthzFilter {
         }
     }
 
-    /// Answers `decision` now: the request goes on (allow) or was answered locally (deny).
-    fn answer(&self, stream: &mut Stream<'_>, decision: &Decision) -> HeadersStatus {
-        if answer::apply(stream, decision) {
+    /// Answers `decision` in the hook that read the request: the request goes on (allow) or was
+    /// answered locally (deny).
+    fn answer_now(
+        stream: &mut Stream<'_>,
+        decision: &Decision,
+        carried: (&Carried, &[String]),
+    ) -> HeadersStatus {
+        if answer::apply(stream, decision, Some(carried)) {
             HeadersStatus::Continue
         } else {
             HeadersStatus::StopIteration
@@ -79,11 +84,13 @@ impl AuthzFilter {
         stream: &mut Stream<'_>,
         checker: Arc<Checker>,
         req: Request<CopiedHeaders>,
+        carried: &Carried,
     ) -> HeadersStatus {
         let started = Instant::now();
         let request = Arc::new(req);
         let mut check = Box::pin({
             let req = Arc::clone(&request);
+            let checker = Arc::clone(&checker);
             async move { checker.check_traced(&*req, unix_now(), None).await }
         });
         let runtime = self.config.runtime;
@@ -93,7 +100,7 @@ impl AuthzFilter {
             check.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         };
         if let Poll::Ready(decision) = polled {
-            return self.answer(stream, &decision);
+            return Self::answer_now(stream, &decision, (carried, checker.headers_written()));
         }
         let Some(scheduler) = stream.scheduler() else {
             tracing::error!(
@@ -156,8 +163,8 @@ impl Filter for AuthzFilter {
         };
         let empty = std::collections::HashMap::new();
         let extensions = route.as_ref().map_or(&empty, |r| &r.context_extensions);
-        let req = super::request::from_stream(stream, checker.headers_read(), extensions);
-        self.start(stream, checker, req)
+        let (req, carried) = super::request::from_stream(stream, &checker, extensions);
+        self.start(stream, checker, req, &carried)
     }
 
     fn on_scheduled(&mut self, stream: &mut Stream<'_>, event_id: u64) {
@@ -193,7 +200,8 @@ impl Filter for AuthzFilter {
                 Decision::Deny(denied)
             }
         };
-        if answer::apply(stream, &decision) {
+        // Later than the hook that read the request: every written header is set or removed.
+        if answer::apply(stream, &decision, None) {
             stream.continue_decoding();
         }
     }

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use mesh_authz_core::check::Checker;
 use mesh_authz_core::request::{ConnectionPeer, Headers, PeerInfo, Request};
 
 use crate::host::{Attribute, Stream};
@@ -31,18 +32,55 @@ impl Headers for CopiedHeaders {
     }
 }
 
-/// Builds the request for a checker that reads `read` (its [`Checker::headers_read`]);
-/// `context_extensions` come from the route's per-route config.
-///
-/// [`Checker::headers_read`]: mesh_authz_core::check::Checker::headers_read
+/// Which of a checker's [`Checker::headers_written`] the request carried when it was read, so
+/// that an answer given in the same hook can skip removing a header that is not there (an Envoy
+/// call each). Only valid until the request headers change: the filter uses it only when it
+/// answers in the hook that read them.
+pub(crate) struct Carried {
+    /// Bit `i`: `headers_written()[i]` is present. More than 64 names: all bits set.
+    mask: u64,
+}
+
+impl Carried {
+    fn of(entries: &[(&[u8], &[u8])], written: &[String]) -> Self {
+        if written.len() > 64 {
+            return Self { mask: u64::MAX };
+        }
+        let mut mask = 0u64;
+        for (i, name) in written.iter().enumerate() {
+            if entries
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            {
+                mask |= 1 << i;
+            }
+        }
+        Self { mask }
+    }
+
+    /// Whether the request may carry `name` (`true` for a name not in `written`: unknown means
+    /// possibly there).
+    pub(crate) fn may_carry(&self, written: &[String], name: &str) -> bool {
+        match written.iter().position(|w| w.eq_ignore_ascii_case(name)) {
+            Some(i) if i < 64 => self.mask & (1 << i) != 0,
+            _ => true,
+        }
+    }
+}
+
+/// Builds the request for `checker`: the headers it reads ([`Checker::headers_read`]), and
+/// which of the headers it may write the request carries; `context_extensions` come from the
+/// route's per-route config.
 pub(crate) fn from_stream(
     stream: &Stream<'_>,
-    read: &[&'static str],
+    checker: &Checker,
     context_extensions: &HashMap<String, String>,
-) -> Request<CopiedHeaders> {
+) -> (Request<CopiedHeaders>, Carried) {
+    let read = checker.headers_read();
     // One call for every entry (borrowed): cheaper than a lookup per name, each of which makes
     // Envoy build a lower-case key.
     let entries = stream.request_headers().entries();
+    let carried = Carried::of(&entries, checker.headers_written());
     let text = |name: &str| text(&entries, name);
     let mut headers = Vec::with_capacity(read.len());
     for name in read {
@@ -68,7 +106,7 @@ pub(crate) fn from_stream(
         })
         .unwrap_or_default();
     let request_id = attribute(stream, Attribute::RequestId).or_else(|| text("x-request-id"));
-    Request {
+    let request = Request {
         method,
         host,
         path,
@@ -76,7 +114,8 @@ pub(crate) fn from_stream(
         peer: peer(stream),
         request_id,
         context_extensions: context_extensions.clone(),
-    }
+    };
+    (request, carried)
 }
 
 /// Header `name` among `entries`, repeated values joined with `,` (as ext_authz joins them), as
@@ -152,7 +191,7 @@ fn digest(hex_text: &str) -> Option<[u8; 32]> {
 mod tests {
     use mesh_authz_core::request::Headers;
 
-    use super::{CopiedHeaders, digest, text};
+    use super::{Carried, CopiedHeaders, digest, text};
 
     #[test]
     fn digests_are_32_bytes_of_hex() {
@@ -178,6 +217,21 @@ mod tests {
         );
         assert_eq!(text(&entries, "x-other").as_deref(), Some("x"));
         assert_eq!(text(&entries, "x-absent"), None);
+    }
+
+    #[test]
+    fn carried_names_are_found_in_any_case_and_unknown_ones_assumed() {
+        let written: Vec<String> = ["x-spiffe-id", "x-auth-subject", "authorization"]
+            .map(String::from)
+            .to_vec();
+        let entries: Vec<(&[u8], &[u8])> = vec![(b":path", b"/"), (b"X-Auth-Subject", b"smuggled")];
+        let c = Carried::of(&entries, &written);
+        assert!(c.may_carry(&written, "x-auth-subject"));
+        assert!(!c.may_carry(&written, "x-spiffe-id"));
+        assert!(!c.may_carry(&written, "authorization"));
+        assert!(c.may_carry(&written, "x-not-written"));
+        let many: Vec<String> = (0..65).map(|i| format!("x-h{i}")).collect();
+        assert!(Carried::of(&entries, &many).may_carry(&many, "x-h0"));
     }
 
     #[test]

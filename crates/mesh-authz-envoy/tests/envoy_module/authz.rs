@@ -443,9 +443,19 @@ fn the_ext_authz_contract_holds_in_proxy() {
     assert_eq!(field(&line, "provider"), "corp", "{line}");
     assert_eq!(field(&line, "reason"), "-", "{line}");
 
-    // The same token again: answered from the verified-token cache.
-    let r = alice.get("allow-again", "/api/x", Some(&token), &[]);
+    // The same token again: answered from the verified-token cache. A header the answer removes
+    // is removed whatever case and however many copies the client sends.
+    let r = alice.get(
+        "allow-again",
+        "/api/x",
+        Some(&token),
+        &[("X-Auth-Scope", "admin"), ("x-auth-scope", "root")],
+    );
     assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        !r.upstream_headers().contains_key("x-auth-scope"),
+        "client scope leaked: {r:#?}"
+    );
     let scoped = mint(&k1, "bob", |o| o.scope = Some("read".into()));
     let r = alice.get(
         "scoped",
