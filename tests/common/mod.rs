@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod logs;
+pub mod ports;
 pub mod process;
 
 pub mod redis;

@@ -93,12 +93,3 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}

@@ -1,7 +1,6 @@
 //! Real `redis-server` processes on free loopback ports, in temp dirs, killed on drop.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,13 +20,7 @@ pub fn require(bin: &str) {
 }
 
 /// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::ports::free_port;
 
 /// Runs `redis-cli -p PORT ARGS…` and returns its stdout (trimmed).
 pub fn cli(port: u16, args: &[&str]) -> String {

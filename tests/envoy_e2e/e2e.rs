@@ -59,14 +59,7 @@ fn envoy_bin() -> PathBuf {
     );
 }
 
-/// A free loopback port (bind, read, release).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::common::ports::free_port;
 
 /// A port nothing listens on (for a stopped or absent mesh-authz).
 fn dead_port() -> u16 {

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::redis::{RedisServer, free_port};
+use crate::common::ports::free_port;
+use crate::common::redis::RedisServer;
 use crate::common::*;
 use mesh_authz::redis_store::{JTI_GRACE_SECS, RedisStore};
 use mesh_authz::telemetry::Metrics;
@@ -350,7 +351,7 @@ async fn tls_with_custom_ca_and_password_file() {
     );
     let pass_f = w("password", "s3cret-pass\n");
     let wrong_f = w("wrong", "nope\n");
-    let port = crate::common::redis::free_port();
+    let port = free_port();
     let redis = RedisServer::start_full(
         port,
         &[

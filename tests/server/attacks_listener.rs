@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::process::{Proc, free_port};
+use crate::common::ports::free_port;
+use crate::common::process::Proc;
 use crate::common::*;
 use axum::body::Bytes;
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse};

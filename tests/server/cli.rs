@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::common::process::{Proc, free_port};
+use crate::common::ports::free_port;
+use crate::common::process::Proc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mesh-authz");
 

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::common::process::{Proc, free_port};
+use crate::common::ports::free_port;
+use crate::common::process::Proc;
 use crate::common::*;
 use mesh_authz_core::config::Config;
 use mesh_authz_core::token::Algorithm;

@@ -68,13 +68,7 @@ fn module_dir() -> PathBuf {
     );
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use ports::free_port;
 
 fn temp_dir(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -870,6 +864,9 @@ mod authz;
 #[path = "envoy_module/envoy_gateway.rs"]
 mod envoy_gateway;
 // The repository's real-`redis-server` helper (tests/common/redis.rs), shared as it is.
+#[path = "../../../tests/common/ports.rs"]
+#[allow(unreachable_pub)]
+mod ports;
 #[path = "../../../tests/common/redis.rs"]
 #[allow(
     unreachable_pub,
