@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::filter::{Filter, FilterConfig, HeadersStatus, RouteConfig};
 use crate::host::{
-    Attribute, ConfigContext, CounterId, GaugeId, HistogramId, LogLevel, Stream, log,
+    Attribute, ConfigContext, CounterId, GaugeId, HistogramId, LogLevel, RecordStats, Stream, log,
 };
 
 /// The `filter_name` that selects the probe.

@@ -20,7 +20,9 @@ use mesh_authz_core::metrics::{CheckOutcome, MetricsSink};
 use thread_local::ThreadLocal;
 
 use super::durations::Durations;
-use crate::host::{ConfigContext, CounterId, GaugeId, HistogramId, MainThread, MetricsError};
+use crate::host::{
+    ConfigContext, CounterId, GaugeId, HistogramId, MainThread, MetricsError, RecordStats,
+};
 
 /// How often the counts of every thread are flushed to Envoy.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);

@@ -151,72 +151,102 @@ pub struct MainThread<'a> {
     pub(super) _borrow: PhantomData<&'a mut ()>,
 }
 
-type ConfigRecordFn = unsafe extern "C" fn(
-    abi::HttpFilterConfigEnvoyPtr,
+/// Envoy's recording calls share one shape: the handle's pointer (a stream's or a config's), the
+/// stat id, the label values, the value.
+pub(super) type RecordFn = unsafe extern "C" fn(
+    *mut std::ffi::c_void,
     usize,
     *mut abi::ModuleBuffer,
     usize,
     u64,
 ) -> abi::MetricsResult;
 
-impl MainThread<'_> {
+/// Calls `f` with `envoy`, `id`, `labels` (as Envoy buffers) and `value`.
+///
+/// # Safety
+/// `envoy` must be the live pointer of the kind `f` takes (the current hook's stream, or the
+/// config of the running scheduled hook), on the thread that hook runs on.
+pub(super) unsafe fn record_with(
+    f: RecordFn,
+    envoy: *mut std::ffi::c_void,
+    id: usize,
+    labels: &[&str],
+    value: u64,
+) -> Result<(), MetricsError> {
+    let mut labels = buffers(labels);
+    // SAFETY: the caller vouches for `envoy`; `labels` outlives the call and is only read.
+    let r = unsafe { f(envoy, id, labels.as_mut_ptr(), labels.len(), value) };
+    metrics_result(r)
+}
+
+/// One of the recording calls every stats handle has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatCall {
+    /// Add to a counter.
+    IncrementCounter,
+    /// Set a gauge.
+    SetGauge,
+    /// Record one histogram value.
+    RecordHistogram,
+}
+
+/// Recording a config's stats, from a stream hook ([`Stream`](super::Stream)) or on the main
+/// thread ([`MainThread`]); label values in definition order.
+pub trait RecordStats {
+    /// Makes `call` for stat `id` through this handle.
     fn record(
         &mut self,
-        f: ConfigRecordFn,
+        call: StatCall,
         id: usize,
         labels: &[&str],
         value: u64,
-    ) -> Result<(), MetricsError> {
-        let mut labels = buffers(labels);
-        // SAFETY: `self.envoy` is the config pointer Envoy passed to the running scheduled hook
-        // (MainThread can not outlive it), on the main thread; `labels` outlives the call and is
-        // only read.
-        let r = unsafe { f(self.envoy, id, labels.as_mut_ptr(), labels.len(), value) };
-        metrics_result(r)
-    }
+    ) -> Result<(), MetricsError>;
 
-    /// Adds `value` to a counter of this config (label values in definition order).
-    pub fn increment_counter(
+    /// Adds `value` to a counter.
+    fn increment_counter(
         &mut self,
         id: CounterId,
         labels: &[&str],
         value: u64,
     ) -> Result<(), MetricsError> {
-        self.record(
-            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
-            id.0,
-            labels,
-            value,
-        )
+        self.record(StatCall::IncrementCounter, id.0, labels, value)
     }
 
-    /// Sets a gauge of this config.
-    pub fn set_gauge(
-        &mut self,
-        id: GaugeId,
-        labels: &[&str],
-        value: u64,
-    ) -> Result<(), MetricsError> {
-        self.record(
-            abi::envoy_dynamic_module_callback_http_filter_config_set_gauge,
-            id.0,
-            labels,
-            value,
-        )
+    /// Sets a gauge.
+    fn set_gauge(&mut self, id: GaugeId, labels: &[&str], value: u64) -> Result<(), MetricsError> {
+        self.record(StatCall::SetGauge, id.0, labels, value)
     }
 
-    /// Records one value in a histogram of this config.
-    pub fn record_histogram(
+    /// Records one value in a histogram.
+    fn record_histogram(
         &mut self,
         id: HistogramId,
         labels: &[&str],
         value: u64,
     ) -> Result<(), MetricsError> {
-        self.record(
-            abi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value,
-            id.0,
-            labels,
-            value,
-        )
+        self.record(StatCall::RecordHistogram, id.0, labels, value)
+    }
+}
+
+impl RecordStats for MainThread<'_> {
+    fn record(
+        &mut self,
+        call: StatCall,
+        id: usize,
+        labels: &[&str],
+        value: u64,
+    ) -> Result<(), MetricsError> {
+        let f: RecordFn = match call {
+            StatCall::IncrementCounter => {
+                abi::envoy_dynamic_module_callback_http_filter_config_increment_counter
+            }
+            StatCall::SetGauge => abi::envoy_dynamic_module_callback_http_filter_config_set_gauge,
+            StatCall::RecordHistogram => {
+                abi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value
+            }
+        };
+        // SAFETY: `self.envoy` is the config pointer Envoy passed to the running scheduled hook
+        // (MainThread can not outlive it), on the main thread.
+        unsafe { record_with(f, self.envoy, id, labels, value) }
     }
 }

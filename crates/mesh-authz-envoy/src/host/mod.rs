@@ -31,7 +31,9 @@ pub mod stream;
 
 pub use guard::PANIC_DETAILS;
 pub use headers::HeaderMap;
-pub use metrics::{ConfigContext, CounterId, GaugeId, HistogramId, MainThread, MetricsError};
+pub use metrics::{
+    ConfigContext, CounterId, GaugeId, HistogramId, MainThread, MetricsError, RecordStats, StatCall,
+};
 pub use scheduler::{ConfigScheduler, Scheduler};
 pub use stream::Stream;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::Attribute;
 use super::guard::{ROUTE_CONFIG_MAGIC, RouteConfigSlot};
 use super::headers::{HeaderKind, HeaderMap, envoy_slice};
-use super::metrics::{CounterId, GaugeId, HistogramId, MetricsError, buffers, metrics_result};
+use super::metrics::{GaugeId, MetricsError, RecordFn, RecordStats, StatCall, record_with};
 use super::scheduler::Scheduler;
 use crate::abi;
 
@@ -246,54 +246,15 @@ impl<'a> Stream<'a> {
         slot.value.clone().downcast::<T>().ok()
     }
 
-    fn metric(
+    fn gauge_step(
         &mut self,
-        f: unsafe extern "C" fn(
-            abi::HttpFilterEnvoyPtr,
-            usize,
-            *mut abi::ModuleBuffer,
-            usize,
-            u64,
-        ) -> abi::MetricsResult,
-        id: usize,
-        labels: &[&str],
-        value: u64,
-    ) -> Result<(), MetricsError> {
-        let mut labels = buffers(labels);
-        // SAFETY: `self.envoy` is the live filter pointer; `labels` outlives the call and is only
-        // read.
-        let r = unsafe { f(self.envoy, id, labels.as_mut_ptr(), labels.len(), value) };
-        metrics_result(r)
-    }
-
-    /// Adds `value` to a counter (label values in definition order).
-    pub fn increment_counter(
-        &mut self,
-        id: CounterId,
-        labels: &[&str],
-        value: u64,
-    ) -> Result<(), MetricsError> {
-        self.metric(
-            abi::envoy_dynamic_module_callback_http_filter_increment_counter,
-            id.0,
-            labels,
-            value,
-        )
-    }
-
-    /// Sets a gauge.
-    pub fn set_gauge(
-        &mut self,
+        f: RecordFn,
         id: GaugeId,
         labels: &[&str],
         value: u64,
     ) -> Result<(), MetricsError> {
-        self.metric(
-            abi::envoy_dynamic_module_callback_http_filter_set_gauge,
-            id.0,
-            labels,
-            value,
-        )
+        // SAFETY: `self.envoy` is the live filter pointer of the current hook, on its worker.
+        unsafe { record_with(f, self.envoy, id.0, labels, value) }
     }
 
     /// Raises a gauge.
@@ -303,9 +264,9 @@ impl<'a> Stream<'a> {
         labels: &[&str],
         value: u64,
     ) -> Result<(), MetricsError> {
-        self.metric(
+        self.gauge_step(
             abi::envoy_dynamic_module_callback_http_filter_increment_gauge,
-            id.0,
+            id,
             labels,
             value,
         )
@@ -318,26 +279,33 @@ impl<'a> Stream<'a> {
         labels: &[&str],
         value: u64,
     ) -> Result<(), MetricsError> {
-        self.metric(
+        self.gauge_step(
             abi::envoy_dynamic_module_callback_http_filter_decrement_gauge,
-            id.0,
+            id,
             labels,
             value,
         )
     }
+}
 
-    /// Records a histogram value.
-    pub fn record_histogram(
+impl RecordStats for Stream<'_> {
+    fn record(
         &mut self,
-        id: HistogramId,
+        call: StatCall,
+        id: usize,
         labels: &[&str],
         value: u64,
     ) -> Result<(), MetricsError> {
-        self.metric(
-            abi::envoy_dynamic_module_callback_http_filter_record_histogram_value,
-            id.0,
-            labels,
-            value,
-        )
+        let f: RecordFn = match call {
+            StatCall::IncrementCounter => {
+                abi::envoy_dynamic_module_callback_http_filter_increment_counter
+            }
+            StatCall::SetGauge => abi::envoy_dynamic_module_callback_http_filter_set_gauge,
+            StatCall::RecordHistogram => {
+                abi::envoy_dynamic_module_callback_http_filter_record_histogram_value
+            }
+        };
+        // SAFETY: `self.envoy` is the live filter pointer of the current hook, on its worker.
+        unsafe { record_with(f, self.envoy, id, labels, value) }
     }
 }
