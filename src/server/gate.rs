@@ -24,15 +24,15 @@ use mesh_authz_core::clock::unix_now;
 use mesh_authz_core::config::LimitsConfig;
 
 /// Reason of a check refused because `limits.max_concurrent_checks` were in flight.
-pub const REASON_OVERLOADED: &str = "overloaded";
+pub(crate) const REASON_OVERLOADED: &str = "overloaded";
 
 /// Reason of a check that did not finish within its deadline.
-pub const REASON_DEADLINE: &str = mesh_authz_core::decision::REASON_DEADLINE_EXCEEDED;
+pub(crate) const REASON_DEADLINE: &str = mesh_authz_core::decision::REASON_DEADLINE_EXCEEDED;
 
 /// Reason of a check whose request could not be read: a malformed `grpc-timeout`, a body that is
 /// not one uncompressed gRPC message, a message over the size limit, or one that does not decode
 /// (a string that is not UTF-8, nesting past the decoder's depth limit).
-pub const REASON_REQUEST_INVALID: &str = "request_invalid";
+pub(crate) const REASON_REQUEST_INVALID: &str = "request_invalid";
 
 /// The least and most time kept back from the caller's deadline, so that our answer (rather
 /// than the caller's own timeout, which it may treat as a failure) arrives first.
@@ -229,7 +229,7 @@ impl Gate {
 
 /// The time one check may take: `check_timeout`, or the caller's deadline minus a margin (10 %,
 /// between 5 ms and 100 ms) when that is shorter.
-pub fn budget(check_timeout: Duration, deadline: Option<Duration>) -> Duration {
+pub(crate) fn budget(check_timeout: Duration, deadline: Option<Duration>) -> Duration {
     match deadline {
         None => check_timeout,
         Some(d) => {
@@ -241,7 +241,7 @@ pub fn budget(check_timeout: Duration, deadline: Option<Duration>) -> Duration {
 
 /// Parses a gRPC `grpc-timeout` header value: at most 8 ASCII digits and a unit (`H`, `M`, `S`,
 /// `m`, `u`, `n`). `None` when absent or malformed (the configured timeout then applies).
-pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let unit = value.chars().last()?;
     let digits = value.get(..value.len().checked_sub(unit.len_utf8())?)?;
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {

@@ -28,7 +28,7 @@ use prost::Message;
 use serde_json::Value;
 use tokio::time::Instant;
 
-pub use super::gate::REASON_REQUEST_INVALID;
+pub(crate) use super::gate::REASON_REQUEST_INVALID;
 use super::gate::{Gate, REASON_DEADLINE, parse_grpc_timeout, within};
 use mesh_authz_core::check::{self, Decision, DenyStatus, PeerInfo};
 
@@ -39,17 +39,17 @@ const CODE_UNAVAILABLE: i32 = 14;
 const CODE_UNAUTHENTICATED: i32 = 16;
 
 /// Namespace of our dynamic metadata, for Envoy's access logs and later filters.
-pub const METADATA_KEY: &str = "mesh_authz";
+pub(crate) const METADATA_KEY: &str = "mesh_authz";
 
 /// The gRPC deadline header a client (Envoy) sends with each call.
 const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// The HTTP/2 path of ext_authz's Check method.
-pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+pub(crate) const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
 /// The largest `CheckRequest` accepted, in bytes (tonic's default decode limit). A larger one is
 /// denied with [`REASON_REQUEST_INVALID`] without being buffered.
-pub const MAX_CHECK_REQUEST_BYTES: usize = 4 << 20;
+pub(crate) const MAX_CHECK_REQUEST_BYTES: usize = 4 << 20;
 
 /// The 5-byte gRPC message prefix: compression flag, then the length (big-endian u32).
 const FRAME_PREFIX: usize = 5;
@@ -69,7 +69,10 @@ enum ReadError {
 /// holds. The deadline is fixed when the headers arrive (here): `limits.check_timeout`, or the
 /// client's `grpc-timeout` less a margin when shorter; a malformed `grpc-timeout` (tonic would
 /// read `+100m` as 100 ms, the gRPC spec allows only up to 8 digits and a unit) is denied at once.
-pub async fn serve_check(gate: &Gate, request: axum::extract::Request) -> axum::response::Response {
+pub(crate) async fn serve_check(
+    gate: &Gate,
+    request: axum::extract::Request,
+) -> axum::response::Response {
     let grpc_timeout = match request.headers().get(GRPC_TIMEOUT) {
         None => Ok(None),
         Some(v) => v
@@ -157,7 +160,7 @@ fn grpc_ok(response: &CheckResponse) -> axum::response::Response {
 
 /// Converts Envoy's attributes to the transport-free request. Missing parts stay empty, which
 /// no path rule matches (so the default action, deny unless configured, applies).
-pub fn to_check_request(req: CheckRequest) -> check::Request {
+pub(crate) fn to_check_request(req: CheckRequest) -> check::Request {
     let attrs = req.attributes.unwrap_or_default();
     let source = attrs.source.unwrap_or_default();
     let http = attrs.request.and_then(|r| r.http).unwrap_or_default();
@@ -226,7 +229,7 @@ fn has_upper(s: &str) -> bool {
 }
 
 /// Converts a decision to Envoy's response.
-pub fn to_check_response(decision: Decision) -> CheckResponse {
+pub(crate) fn to_check_response(decision: Decision) -> CheckResponse {
     match decision {
         Decision::Allow(allow) => {
             // Empty (no allocation) unless `allow_metadata`, `claims_to_metadata` or a dry run.

@@ -14,7 +14,7 @@ use super::gate::Gate;
 use crate::telemetry::Metrics;
 
 /// What the HTTP handlers share.
-pub struct HttpState {
+pub(crate) struct HttpState {
     /// The checks' front door (its current checker's verifier decides readiness).
     pub gate: Arc<Gate>,
     /// Metrics registry.
@@ -27,7 +27,7 @@ pub struct HttpState {
 
 impl HttpState {
     /// Whether the server should receive traffic.
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         !self.draining.load(Ordering::Relaxed)
             && self.gate.checker().verifier().ready()
             && self.revocation.ready()
@@ -35,7 +35,7 @@ impl HttpState {
 }
 
 /// The router for the HTTP listener.
-pub fn router(state: Arc<HttpState>) -> Router {
+pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

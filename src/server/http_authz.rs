@@ -32,14 +32,14 @@ use super::http::HttpState;
 use mesh_authz_core::check::{self, Decision, Denied, DenyStatus, PeerInfo};
 
 /// The path prefix Envoy's `http_service.path_prefix` must be set to.
-pub const CHECK_PREFIX: &str = "/check";
+pub(crate) const CHECK_PREFIX: &str = "/check";
 
 /// The response header through which an HTTP authorization service tells Envoy which request
 /// headers to remove upstream (a comma-separated list).
-pub const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+pub(crate) const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 
 /// The `/check` routes; every method is accepted, since Envoy forwards the original one.
-pub fn routes() -> Router<Arc<HttpState>> {
+pub(crate) fn routes() -> Router<Arc<HttpState>> {
     Router::new()
         .route(CHECK_PREFIX, any(check_handler))
         .route("/check/", any(check_handler))
@@ -62,7 +62,7 @@ async fn check_handler(
 /// what follows [`CHECK_PREFIX`] (query stripped, `/` when empty), the host is the `Host` header
 /// (or the URI authority under HTTP/2), repeated headers are joined with `,` as Envoy does, and
 /// the peer is empty: identity can only come from a trusted XFCC header.
-pub fn to_check_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> check::Request {
+pub(crate) fn to_check_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> check::Request {
     let path = original_path(uri.path());
     let mut map: HashMap<String, String> = HashMap::new();
     for name in headers.keys() {
@@ -104,7 +104,7 @@ fn original_path(path: &str) -> String {
 }
 
 /// Converts a decision to Envoy's HTTP ext_authz answer.
-pub fn to_response(decision: &Decision) -> Response {
+pub(crate) fn to_response(decision: &Decision) -> Response {
     match decision {
         Decision::Allow(allow) => {
             let mut out = HeaderMap::new();

@@ -1,10 +1,10 @@
 //! Transport adapters: Envoy ext_authz over gRPC, and the HTTP listener; [`run`] wires them up.
 
 pub mod admin;
-pub mod gate;
-pub mod grpc;
-pub mod http;
-pub mod http_authz;
+pub(crate) mod gate;
+pub(crate) mod grpc;
+pub(crate) mod http;
+pub(crate) mod http_authz;
 pub mod listener;
 mod reload;
 mod run;
