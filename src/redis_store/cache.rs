@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use mesh_authz_core::revocation::{Status, TokenRef, evaluate};
 use moka::sync::Cache;
 
 use crate::telemetry::Metrics;
@@ -141,6 +142,44 @@ impl LookupCache {
             .revocation_invalidations
             .with_label_values(&[kind])
             .inc();
+    }
+}
+
+/// What the local cache knows of a token's facts: per fact its name and, when cached, its value
+/// (`jti` and `parent`: revoked or not; `cutoff`: the subject's cut-off, if any).
+pub(super) struct CacheView<'t> {
+    pub(super) jti: Option<(&'t str, Option<bool>)>,
+    pub(super) parent: Option<(&'t str, Option<bool>)>,
+    pub(super) cutoff: Option<(&'t str, Option<Option<i64>>)>,
+}
+
+impl<'t> CacheView<'t> {
+    pub(super) fn read(cache: &LookupCache, token: TokenRef<'t>) -> Self {
+        Self {
+            jti: token.jti.map(|j| (j, cache.jti(j))),
+            parent: token.parent_jti.map(|p| (p, cache.jti(p))),
+            cutoff: token.sub.map(|s| (s, cache.subject(s))),
+        }
+    }
+
+    /// The rule applied to what is known (a fact not cached counts as not revoking).
+    pub(super) fn status(&self, token: TokenRef<'_>) -> Status {
+        evaluate(
+            token,
+            self.jti.is_some_and(|(_, r)| r == Some(true)),
+            self.parent.is_some_and(|(_, r)| r == Some(true)),
+            self.cutoff.and_then(|(_, c)| c.flatten()),
+        )
+    }
+
+    /// The answer without a round trip, when there is one: a cached fact already revokes, or
+    /// every fact is cached.
+    pub(super) fn answer(&self, token: TokenRef<'_>) -> Option<Status> {
+        let status = self.status(token);
+        let complete = self.jti.is_none_or(|(_, r)| r.is_some())
+            && self.parent.is_none_or(|(_, r)| r.is_some())
+            && self.cutoff.is_none_or(|(_, c)| c.is_some());
+        (status != Status::Active || complete).then_some(status)
     }
 }
 

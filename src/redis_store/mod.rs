@@ -37,14 +37,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::DropGuard;
 
 use crate::telemetry::Metrics;
-use cache::{EVENT_JTI, EVENT_SUB, LookupCache};
+use cache::{CacheView, EVENT_JTI, EVENT_SUB, LookupCache};
 use commands::{failed, run, write};
 use epoch::{EpochGuard, LazyMarkers};
 pub use keys::{JTI_GRACE_SECS, MAX_JTI_TTL_SECS, MIN_JTI_TTL_SECS, jti_ttl, key_slot};
 use keys::{as_cutoff, as_exists, as_opt_string, entry_json, parse_entry};
 use mesh_authz_core::clock::unix_now;
 use mesh_authz_core::revocation::{
-    BoxFuture, RevocationEntry, RevocationStore, Status, StoreError, TokenRef, evaluate,
+    BoxFuture, RevocationEntry, RevocationStore, Status, StoreError, TokenRef,
 };
 pub use setup::{ENV_PASSWORD, ENV_USERNAME, RedisSetupError};
 
@@ -336,63 +336,31 @@ impl RedisStore {
             .inc();
     }
 
-    /// The answer from the local cache alone, when that is enough: a cached fact revokes, or
-    /// every fact is cached.
+    /// The answer from the local cache alone, when that is enough (see [`CacheView::answer`]).
     fn cached_answer(&self, token: TokenRef<'_>) -> Option<Status> {
-        let cache = &self.shared.cache;
-        let jti = token.jti.map(|j| cache.jti(j));
-        let parent = token.parent_jti.map(|p| cache.jti(p));
-        let cutoff = token.sub.map(|s| cache.subject(s));
-        let early = evaluate(
-            token,
-            jti == Some(Some(true)),
-            parent == Some(Some(true)),
-            cutoff.flatten().flatten(),
-        );
-        let complete = jti.is_none_or(|r| r.is_some())
-            && parent.is_none_or(|r| r.is_some())
-            && cutoff.is_none_or(|c| c.is_some());
-        (early != Status::Active || complete).then_some(early)
+        CacheView::read(&self.shared.cache, token).answer(token)
     }
 
     async fn lookup_inner(
         &self,
         token: TokenRef<'_>,
     ) -> (Result<Status, StoreError>, &'static str) {
-        if let Some(status) = self.cached_answer(token) {
-            return (Ok(status), "cache");
-        }
         let cache = &self.shared.cache;
         let epoch = cache.epoch();
-        let mut jti = token.jti.map(|j| (j, cache.jti(j)));
-        let mut parent = token.parent_jti.map(|p| (p, cache.jti(p)));
-        let mut cutoff = token.sub.map(|s| (s, cache.subject(s)));
-        let known = |jti: &Option<(&str, Option<bool>)>,
-                     parent: &Option<(&str, Option<bool>)>,
-                     cutoff: &Option<(&str, Option<Option<i64>>)>| {
-            evaluate(
-                token,
-                jti.is_some_and(|(_, r)| r == Some(true)),
-                parent.is_some_and(|(_, r)| r == Some(true)),
-                cutoff.and_then(|(_, c)| c.flatten()),
-            )
-        };
-        // Anything cached that already revokes answers without a round trip.
-        let early = known(&jti, &parent, &cutoff);
-        let complete = jti.is_none_or(|(_, r)| r.is_some())
-            && parent.is_none_or(|(_, r)| r.is_some())
-            && cutoff.is_none_or(|(_, c)| c.is_some());
-        if early != Status::Active || complete {
-            return (Ok(early), "cache");
+        // Anything cached that already revokes, or every fact cached, answers without a round
+        // trip.
+        let mut view = CacheView::read(cache, token);
+        if let Some(status) = view.answer(token) {
+            return (Ok(status), "cache");
         }
         let mut facts = Vec::with_capacity(3);
-        if let Some((j, None)) = jti {
+        if let Some((j, None)) = view.jti {
             facts.push(Fact::Jti(j));
         }
-        if let Some((p, None)) = parent {
+        if let Some((p, None)) = view.parent {
             facts.push(Fact::Jti(p));
         }
-        if let Some((s, None)) = cutoff {
+        if let Some((s, None)) = view.cutoff {
             facts.push(Fact::Sub(s));
         }
         let values = match self.fetch(&facts).await {
@@ -409,7 +377,7 @@ impl RedisStore {
                         );
                     };
                     cache.put_jti(name, revoked, epoch);
-                    for slot in [&mut jti, &mut parent] {
+                    for slot in [&mut view.jti, &mut view.parent] {
                         if let Some((n, r)) = slot
                             && *n == name
                         {
@@ -426,13 +394,13 @@ impl RedisStore {
                         );
                     };
                     cache.put_subject(name, cut, epoch);
-                    if let Some((_, c)) = &mut cutoff {
+                    if let Some((_, c)) = &mut view.cutoff {
                         *c = Some(cut);
                     }
                 }
             }
         }
-        (Ok(known(&jti, &parent, &cutoff)), "redis")
+        (Ok(view.status(token)), "redis")
     }
 
     /// Records a revocation in `{prefix}recent` and announces the change; both best effort (the
