@@ -234,18 +234,15 @@ pub(crate) fn to_check_response(decision: Decision) -> CheckResponse {
         Decision::Allow(allow) => {
             // Empty (no allocation) unless `allow_metadata`, `claims_to_metadata` or a dry run.
             let facts = allow.metadata_facts();
+            let (set, remove) = allow.into_header_mutations();
             CheckResponse {
                 status: Some(rpc::Status {
                     code: CODE_OK,
                     ..Default::default()
                 }),
                 http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-                    headers: allow
-                        .set_headers
-                        .into_iter()
-                        .map(|(k, v)| overwrite(k, v))
-                        .collect(),
-                    headers_to_remove: allow.remove_headers,
+                    headers: set.into_iter().map(|(k, v)| overwrite(k, v)).collect(),
+                    headers_to_remove: remove,
                     ..Default::default()
                 })),
                 dynamic_metadata: (!facts.is_empty()).then(|| metadata(Value::Object(facts))),

@@ -108,8 +108,8 @@ pub(crate) fn to_response(decision: &Decision) -> Response {
     match decision {
         Decision::Allow(allow) => {
             let mut out = HeaderMap::new();
-            let mut remove = allow.remove_headers.clone();
-            for (name, value) in &allow.set_headers {
+            let (set, mut remove) = allow.header_mutations();
+            for (name, value) in set {
                 let Ok(name_h) = HeaderName::from_bytes(name.as_bytes()) else {
                     // Names come from the validated config; refuse rather than let a client copy
                     // of an injectable header through.
@@ -121,7 +121,7 @@ pub(crate) fn to_response(decision: &Decision) -> Response {
                         out.insert(name_h, v);
                     }
                     // A value we cannot send is removed upstream, never left to the client.
-                    Err(_) => remove.push(name.clone()),
+                    Err(_) => remove.push(name),
                 }
             }
             if !remove.is_empty() {

@@ -26,6 +26,18 @@ impl Allowed {
         (set, remove)
     }
 
+    /// [`Allowed::header_mutations`], taking the allow apart instead of borrowing it (for a host
+    /// whose answer owns its strings, such as the gRPC `CheckResponse`).
+    pub fn into_header_mutations(self) -> (Vec<(String, String)>, Vec<String>) {
+        let (set, unsafe_values): (Vec<_>, Vec<_>) = self
+            .set_headers
+            .into_iter()
+            .partition(|(_, value)| safe_header_value(value));
+        let mut remove = self.remove_headers;
+        remove.extend(unsafe_values.into_iter().map(|(name, _)| name));
+        (set, remove)
+    }
+
     /// The facts for the `mesh_authz` dynamic metadata: [`Allowed::metadata`] and, whatever
     /// `allow_metadata` says, the dry-run denial (it was asked for). Empty: set nothing.
     pub fn metadata_facts(&self) -> Map<String, Value> {
@@ -110,6 +122,9 @@ mod tests {
         let (set, remove) = a.header_mutations();
         assert_eq!(set, vec![("x-auth-subject", "alice")]);
         assert_eq!(remove, vec!["x-auth-scope", "authorization", "x-auth-bad"]);
+        let (set, remove) = a.clone().into_header_mutations();
+        assert_eq!(set, vec![("x-auth-subject".into(), "alice".into())]);
+        assert_eq!(remove, ["x-auth-scope", "authorization", "x-auth-bad"]);
     }
 
     #[test]
