@@ -59,14 +59,15 @@ impl Checker {
         metrics: Arc<dyn MetricsSink>,
     ) -> Self {
         let config = compiled.config();
+        let headers = HeaderPlan::new(config);
         Self {
             policy: compiled.policy().clone(),
             verifier,
             identity: config.identity.clone(),
             revocation,
             revocation_on_error: config.revocation.on_error,
-            headers: HeaderPlan::new(config),
-            headers_written: HeaderPlan::new(config).written(),
+            headers_written: headers.written(),
+            headers,
             allow_metadata: config.server.allow_metadata,
             metrics,
             certificates: CertificateCache::new(DEFAULT_CERTIFICATE_CACHE_CAPACITY),

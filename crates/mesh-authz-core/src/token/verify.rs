@@ -172,9 +172,9 @@ const FRONT_CAPACITY: usize = 256;
 /// the verified token (so even the reference count is this thread's), found by a keyed hash.
 ///
 /// Collision safety: the key is the whole token and a hit needs the stored token to be *equal*
-/// (the map's hasher, SipHash-1-3 keyed with per-process random keys, only picks the slot), so
-/// no chosen token can ever be answered with another token's verification, and hash flooding
-/// cannot be aimed at a key nobody outside knows. The shared cache keeps its SHA-256 key
+/// (the map's hasher, foldhash seeded per process, only picks the slot), so no chosen token can
+/// ever be answered with another token's verification. Only verified tokens are inserted, so an
+/// attacker cannot fill the map with colliding keys either. The shared cache keeps its SHA-256 key
 /// (collision resistant, 32 bytes a token instead of the token's length).
 ///
 /// Bounded: at most [`FRONT_CAPACITY`] tokens per thread, an arbitrary one evicted when full. A

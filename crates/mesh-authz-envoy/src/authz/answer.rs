@@ -31,9 +31,9 @@ pub(crate) fn details(reason: &str) -> String {
 pub(crate) fn apply(
     stream: &mut Stream<'_>,
     decision: &Decision,
-    carried: Option<(&Carried, &[String])>,
+    carried: Option<&Carried<'_>>,
 ) -> bool {
-    let may_carry = |name: &str| carried.is_none_or(|(c, written)| c.may_carry(written, name));
+    let may_carry = |name: &str| carried.is_none_or(|c| c.may_carry(name));
     match decision {
         Decision::Allow(allow) => {
             let (set, remove) = allow.header_mutations();

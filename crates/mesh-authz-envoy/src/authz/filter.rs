@@ -70,7 +70,7 @@ impl AuthzFilter {
     fn answer_now(
         stream: &mut Stream<'_>,
         decision: &Decision,
-        carried: (&Carried, &[String]),
+        carried: &Carried<'_>,
     ) -> HeadersStatus {
         if answer::apply(stream, decision, Some(carried)) {
             HeadersStatus::Continue
@@ -82,15 +82,15 @@ impl AuthzFilter {
     fn start(
         &mut self,
         stream: &mut Stream<'_>,
-        checker: Arc<Checker>,
+        checker: &Arc<Checker>,
         req: Request<CopiedHeaders>,
-        carried: &Carried,
+        carried: &Carried<'_>,
     ) -> HeadersStatus {
         let started = Instant::now();
         let request = Arc::new(req);
         let mut check = Box::pin({
             let req = Arc::clone(&request);
-            let checker = Arc::clone(&checker);
+            let checker = Arc::clone(checker);
             async move { checker.check_traced(&*req, unix_now(), None).await }
         });
         let runtime = self.config.runtime;
@@ -100,7 +100,7 @@ impl AuthzFilter {
             check.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         };
         if let Poll::Ready(decision) = polled {
-            return Self::answer_now(stream, &decision, (carried, checker.headers_written()));
+            return Self::answer_now(stream, &decision, carried);
         }
         let Some(scheduler) = stream.scheduler() else {
             tracing::error!(
@@ -164,7 +164,7 @@ impl Filter for AuthzFilter {
         let empty = std::collections::HashMap::new();
         let extensions = route.as_ref().map_or(&empty, |r| &r.context_extensions);
         let (req, carried) = super::request::from_stream(stream, &checker, extensions);
-        self.start(stream, checker, req, &carried)
+        self.start(stream, &checker, req, &carried)
     }
 
     fn on_scheduled(&mut self, stream: &mut Stream<'_>, event_id: u64) {

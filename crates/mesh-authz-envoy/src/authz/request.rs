@@ -36,15 +36,20 @@ impl Headers for CopiedHeaders {
 /// that an answer given in the same hook can skip removing a header that is not there (an Envoy
 /// call each). Only valid until the request headers change: the filter uses it only when it
 /// answers in the hook that read them.
-pub(crate) struct Carried {
-    /// Bit `i`: `headers_written()[i]` is present. More than 64 names: all bits set.
+pub(crate) struct Carried<'w> {
+    /// The checker's `headers_written()`.
+    written: &'w [String],
+    /// Bit `i`: `written[i]` is present. More than 64 names: all bits set.
     mask: u64,
 }
 
-impl Carried {
-    fn of(entries: &[(&[u8], &[u8])], written: &[String]) -> Self {
+impl<'w> Carried<'w> {
+    fn of(entries: &[(&[u8], &[u8])], written: &'w [String]) -> Self {
         if written.len() > 64 {
-            return Self { mask: u64::MAX };
+            return Self {
+                written,
+                mask: u64::MAX,
+            };
         }
         let mut mask = 0u64;
         for (i, name) in written.iter().enumerate() {
@@ -55,13 +60,17 @@ impl Carried {
                 mask |= 1 << i;
             }
         }
-        Self { mask }
+        Self { written, mask }
     }
 
-    /// Whether the request may carry `name` (`true` for a name not in `written`: unknown means
-    /// possibly there).
-    pub(crate) fn may_carry(&self, written: &[String], name: &str) -> bool {
-        match written.iter().position(|w| w.eq_ignore_ascii_case(name)) {
+    /// Whether the request may carry `name` (`true` for a name not written by the checker:
+    /// unknown means possibly there).
+    pub(crate) fn may_carry(&self, name: &str) -> bool {
+        match self
+            .written
+            .iter()
+            .position(|w| w.eq_ignore_ascii_case(name))
+        {
             Some(i) if i < 64 => self.mask & (1 << i) != 0,
             _ => true,
         }
@@ -71,11 +80,11 @@ impl Carried {
 /// Builds the request for `checker`: the headers it reads ([`Checker::headers_read`]), and
 /// which of the headers it may write the request carries; `context_extensions` come from the
 /// route's per-route config.
-pub(crate) fn from_stream(
+pub(crate) fn from_stream<'c>(
     stream: &Stream<'_>,
-    checker: &Checker,
+    checker: &'c Checker,
     context_extensions: &HashMap<String, String>,
-) -> (Request<CopiedHeaders>, Carried) {
+) -> (Request<CopiedHeaders>, Carried<'c>) {
     let read = checker.headers_read();
     // One call for every entry (borrowed): cheaper than a lookup per name, each of which makes
     // Envoy build a lower-case key.
@@ -226,12 +235,12 @@ mod tests {
             .to_vec();
         let entries: Vec<(&[u8], &[u8])> = vec![(b":path", b"/"), (b"X-Auth-Subject", b"smuggled")];
         let c = Carried::of(&entries, &written);
-        assert!(c.may_carry(&written, "x-auth-subject"));
-        assert!(!c.may_carry(&written, "x-spiffe-id"));
-        assert!(!c.may_carry(&written, "authorization"));
-        assert!(c.may_carry(&written, "x-not-written"));
+        assert!(c.may_carry("x-auth-subject"));
+        assert!(!c.may_carry("x-spiffe-id"));
+        assert!(!c.may_carry("authorization"));
+        assert!(c.may_carry("x-not-written"));
         let many: Vec<String> = (0..65).map(|i| format!("x-h{i}")).collect();
-        assert!(Carried::of(&entries, &many).may_carry(&many, "x-h0"));
+        assert!(Carried::of(&entries, &many).may_carry("x-h0"));
     }
 
     #[test]
