@@ -46,61 +46,60 @@ fn sharded_series_export_the_same_names_labels_and_sums() {
     });
     let text = metrics.render();
     let at = |series: &str| line(&text, series).map(str::to_string);
-    assert_eq!(
-        at(r#"mesh_authz_checks_total{decision="allow",reason="ok"}"#).as_deref(),
-        Some("4000")
-    );
-    assert_eq!(
-        at(r#"mesh_authz_checks_total{decision="deny",reason="token_missing"}"#).as_deref(),
-        Some("4")
-    );
-    assert_eq!(
-        at(r#"mesh_authz_check_duration_seconds_bucket{decision="allow",le="0.0001"}"#).as_deref(),
-        Some("0")
-    );
-    assert_eq!(
-        at(r#"mesh_authz_check_duration_seconds_bucket{decision="allow",le="0.00025"}"#).as_deref(),
-        Some("4000")
-    );
-    assert_eq!(
-        at(r#"mesh_authz_check_duration_seconds_bucket{decision="allow",le="+Inf"}"#).as_deref(),
-        Some("4000")
-    );
-    assert_eq!(
-        at(r#"mesh_authz_check_duration_seconds_count{decision="allow"}"#).as_deref(),
-        Some("4000")
-    );
+    // Each thread: 1,000 allows at 0.2 ms, one deny at 2 s (above the last bound: counted, in
+    // +Inf only), 1,000 cache hits and one miss, and lookups.
+    for (series, want) in [
+        (
+            r#"mesh_authz_checks_total{decision="allow",reason="ok"}"#,
+            "4000",
+        ),
+        (
+            r#"mesh_authz_checks_total{decision="deny",reason="token_missing"}"#,
+            "4",
+        ),
+        (
+            r#"mesh_authz_check_duration_seconds_bucket{decision="allow",le="0.0001"}"#,
+            "0",
+        ),
+        (
+            r#"mesh_authz_check_duration_seconds_bucket{decision="allow",le="0.00025"}"#,
+            "4000",
+        ),
+        (
+            r#"mesh_authz_check_duration_seconds_bucket{decision="allow",le="+Inf"}"#,
+            "4000",
+        ),
+        (
+            r#"mesh_authz_check_duration_seconds_count{decision="allow"}"#,
+            "4000",
+        ),
+        (
+            r#"mesh_authz_check_duration_seconds_bucket{decision="deny",le="1"}"#,
+            "0",
+        ),
+        (
+            r#"mesh_authz_check_duration_seconds_count{decision="deny"}"#,
+            "4",
+        ),
+        (r#"mesh_authz_token_cache_total{outcome="hit"}"#, "4000"),
+        (r#"mesh_authz_token_cache_total{outcome="miss"}"#, "4"),
+        (
+            r#"mesh_authz_revocation_lookups_total{outcome="active",source="memory"}"#,
+            "4000",
+        ),
+        (
+            r#"mesh_authz_revocation_lookups_total{outcome="error",source="redis"}"#,
+            "4",
+        ),
+    ] {
+        assert_eq!(at(series).as_deref(), Some(want), "{series}");
+    }
     let sum: f64 = at(r#"mesh_authz_check_duration_seconds_sum{decision="allow"}"#)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     assert!((sum - 0.8).abs() < 1e-9, "{sum}");
-    // Above the last bound: counted, in +Inf only.
-    assert_eq!(
-        at(r#"mesh_authz_check_duration_seconds_bucket{decision="deny",le="1"}"#).as_deref(),
-        Some("0")
-    );
-    assert_eq!(
-        at(r#"mesh_authz_check_duration_seconds_count{decision="deny"}"#).as_deref(),
-        Some("4")
-    );
-    assert_eq!(
-        at(r#"mesh_authz_token_cache_total{outcome="hit"}"#).as_deref(),
-        Some("4000")
-    );
-    assert_eq!(
-        at(r#"mesh_authz_token_cache_total{outcome="miss"}"#).as_deref(),
-        Some("4")
-    );
     assert_eq!(metrics.token_cache.with_label_values(&["hit"]).get(), 4000);
     assert_eq!(metrics.token_cache.with_label_values(&["miss"]).get(), 4);
-    assert_eq!(
-        at(r#"mesh_authz_revocation_lookups_total{outcome="active",source="memory"}"#).as_deref(),
-        Some("4000")
-    );
-    assert_eq!(
-        at(r#"mesh_authz_revocation_lookups_total{outcome="error",source="redis"}"#).as_deref(),
-        Some("4")
-    );
     // No lookup answered from the cache or Redis as active: no such series.
     assert!(
         !text.contains(r#"outcome="active",source="cache""#),
