@@ -20,6 +20,7 @@ SETUPS = {
     "d": "(d) ext_authz gRPC → no-op server",
     "e": "(e) mesh-authz in-proxy (Envoy dynamic module)",
     "er": "(e) in-proxy, Redis revocation (cache hit)",
+    "e0": "(e0) dynamic-module floor: the module on a route with the check disabled",
     "h": "(h) ext_authz gRPC → one-worker no-op (sets one header)",
     "f": "(f) mTLS listener, ext_authz over mTLS → mesh-authz",
     "g": "(g) as (f), with include_peer_certificate",
@@ -168,6 +169,18 @@ def cmd_render(a):
             m, xs = per_round_ratio(lambda q, a_=a_: q["setup"] == a_, lambda q, b_=b_: q["setup"] == b_,
                                     lambda q, key=key: q[key], e2e)
             targets.append((name, m, ("≥ " if ge else "≤ ") + f"{goal}", (m >= goal) if ge else (m <= goal), xs))
+    # The floor (e0): what Envoy's dynamic-module filter costs before any check runs. No goal of
+    # its own; it bounds what (e) can reach against (b) and (a).
+    for name, a_, b_, key in (
+        ("(e0)/(b) req/s, module floor / jwt_authn", "e0", "b", "rps"),
+        ("(e0)/(a) req/s, module floor / no filter", "e0", "a", "rps"),
+        ("(e0)/(b) Envoy CPU per request", "e0", "b", "envoy_cpu_ms_per_1k"),
+        ("(e)/(e0) req/s, in-proxy / module floor", "e", "e0", "rps"),
+    ):
+        if a_ in summary and b_ in summary:
+            m, xs = per_round_ratio(lambda q, a_=a_: q["setup"] == a_, lambda q, b_=b_: q["setup"] == b_,
+                                    lambda q, key=key: q[key], e2e)
+            targets.append((name, m, "(floor, no goal)", "info", xs))
     rss = {r["setup"]: r["rss_kib"] for r in rows if r["kind"] == "envoy_rss"}
     if "a" in rss and "e" in rss:
         # The module's caches here: a 100,000-token capacity, of which one token is used.
@@ -308,7 +321,7 @@ def cmd_render(a):
     L.append("| target | measured | goal | verdict | per round |")
     L.append("|---|---:|---|---|---|")
     for name, m, goal, ok, xs in targets:
-        v = "n/a (short run)" if ok is None else verdict(ok)
+        v = "n/a (short run)" if ok is None else "—" if ok == "info" else verdict(ok)
         L.append(f"| {name} | {m:.2f} | {goal} | {v} | {', '.join(f'{x:.2f}' for x in xs)} |")
     L.append("")
     L.append(f"![plot]({os.path.basename(a.png)})\n")
