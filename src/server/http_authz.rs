@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 use super::http::HttpState;
+use mesh_authz_core::check::answer::HeaderMutation;
 use mesh_authz_core::check::{self, Decision, Denied, DenyStatus, PeerInfo};
 
 /// The path prefix Envoy's `http_service.path_prefix` must be set to.
@@ -108,8 +109,15 @@ pub(crate) fn to_response(decision: &Decision) -> Response {
     match decision {
         Decision::Allow(allow) => {
             let mut out = HeaderMap::new();
-            let (set, mut remove) = allow.header_mutations();
-            for (name, value) in set {
+            let mut remove: Vec<&str> = Vec::new();
+            for mutation in allow.header_mutations() {
+                let (name, value) = match mutation {
+                    HeaderMutation::Set(name, value) => (name, value),
+                    HeaderMutation::Remove(name) => {
+                        remove.push(name);
+                        continue;
+                    }
+                };
                 let Ok(name_h) = HeaderName::from_bytes(name.as_bytes()) else {
                     // Names come from the validated config; refuse rather than let a client copy
                     // of an injectable header through.

@@ -668,7 +668,7 @@ proptest! {
             // skips removing a written header the request does not carry).
             let written = f.checker.headers_written();
             for name in allowed.set_headers.iter().map(|(k, _)| k).chain(&allowed.remove_headers) {
-                prop_assert!(written.contains(name), "{} is not in headers_written", name);
+                prop_assert!(written.iter().any(|w| w == name), "{} is not in headers_written", name);
             }
             let rule = allowed.rule.clone().expect("default deny: an allow names its rule");
             let token = extract::bearer(&req.headers).ok().flatten();

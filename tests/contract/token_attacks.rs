@@ -1080,6 +1080,41 @@ async fn verified_token_is_shared() {
 }
 
 #[tokio::test]
+async fn verify_here_answers_from_this_threads_front_exactly_as_verify_does() {
+    let f = fixture().await;
+    let exp = NOW + 100;
+    let token = f.keys.mint(
+        json!({"alg": "RS256", "kid": "rsa"}),
+        with(claims(), "exp", json!(exp)),
+    );
+    assert!(f.verifier.verify_here(&token, NOW).is_none(), "never seen");
+    f.verifier.verify(&token, NOW).await.unwrap();
+    // The front takes a token on a shared-cache hit only (seen twice).
+    assert!(f.verifier.verify_here(&token, NOW).is_none());
+    f.verifier.verify(&token, NOW).await.unwrap();
+    let here = f.verifier.verify_here(&token, NOW).unwrap().unwrap();
+    let full = f.verifier.verify(&token, NOW).await.unwrap();
+    assert!(Arc::ptr_eq(&here, &full), "the same front entry answers");
+    // Time is re-checked on every answer, as a shared hit re-checks it.
+    for now in [exp + 30, exp + 3600] {
+        assert_eq!(
+            f.verifier.verify_here(&token, now).unwrap().unwrap_err(),
+            f.verifier.verify(&token, now).await.unwrap_err()
+        );
+    }
+    // Past the entry's cache lifetime: no answer here, `verify` decides.
+    assert!(f.verifier.verify_here(&token, i64::MAX - 1).is_none());
+    // Only the exact token: one more byte, or one less, is not found.
+    assert!(f.verifier.verify_here(&format!("{token}A"), NOW).is_none());
+    assert!(
+        f.verifier
+            .verify_here(&token[..token.len() - 1], NOW)
+            .is_none()
+    );
+    f.cancel.cancel();
+}
+
+#[tokio::test]
 async fn verify_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
     let f = fixture().await;

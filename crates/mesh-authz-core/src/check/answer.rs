@@ -8,22 +8,36 @@ use serde_json::{Map, Value};
 use crate::decision::{Allowed, DENY_CONTENT_TYPE, Denied, DenyStatus, REASON_DEADLINE_EXCEEDED};
 use crate::token::verified::safe_header_value;
 
+/// One change an allow asks of the request's headers upstream ([`Allowed::header_mutations`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMutation<'a> {
+    /// Replace every value the client sent under the name (first) with the value (second).
+    Set(&'a str, &'a str),
+    /// Strip every value of the name.
+    Remove(&'a str),
+}
+
 impl Allowed {
-    /// The upstream header mutations this allow asks for: `(set, remove)`. Each `set` entry
-    /// replaces every value the client sent under that name; every `remove` name is stripped. A
-    /// value to set that is not a safe header value (control characters, over the size bound) is
-    /// moved to `remove`: a name we may inject is never left to the client.
-    pub fn header_mutations(&self) -> (Vec<(&str, &str)>, Vec<&str>) {
-        let mut remove: Vec<&str> = self.remove_headers.iter().map(String::as_str).collect();
-        let mut set = Vec::with_capacity(self.set_headers.len());
-        for (name, value) in &self.set_headers {
-            if safe_header_value(value) {
-                set.push((name.as_str(), value.as_str()));
-            } else {
-                remove.push(name.as_str());
-            }
-        }
-        (set, remove)
+    /// The upstream header mutations this allow asks for, sets first. Each [`HeaderMutation::Set`]
+    /// replaces every value the client sent under that name; each [`HeaderMutation::Remove`]
+    /// strips the name. A value to set that is not a safe header value (control characters, over
+    /// the size bound) becomes a removal: a name we may inject is never left to the client. An
+    /// iterator over the allow: a host applies it without a list being built.
+    pub fn header_mutations(&self) -> impl Iterator<Item = HeaderMutation<'_>> {
+        self.set_headers
+            .iter()
+            .map(|(name, value)| {
+                if safe_header_value(value) {
+                    HeaderMutation::Set(name, value)
+                } else {
+                    HeaderMutation::Remove(name)
+                }
+            })
+            .chain(
+                self.remove_headers
+                    .iter()
+                    .map(|n| HeaderMutation::Remove(n)),
+            )
     }
 
     /// [`Allowed::header_mutations`], taking the allow apart instead of borrowing it (for a host
@@ -33,8 +47,16 @@ impl Allowed {
             .set_headers
             .into_iter()
             .partition(|(_, value)| safe_header_value(value));
-        let mut remove = self.remove_headers;
-        remove.extend(unsafe_values.into_iter().map(|(name, _)| name));
+        let remove = self
+            .remove_headers
+            .into_iter()
+            .chain(unsafe_values.into_iter().map(|(name, _)| name))
+            .map(String::from)
+            .collect();
+        let set = set
+            .into_iter()
+            .map(|(name, value)| (String::from(name), String::from(value)))
+            .collect();
         (set, remove)
     }
 
@@ -119,9 +141,16 @@ mod tests {
             remove_headers: vec!["x-auth-scope".into(), "authorization".into()],
             ..Default::default()
         };
-        let (set, remove) = a.header_mutations();
-        assert_eq!(set, vec![("x-auth-subject", "alice")]);
-        assert_eq!(remove, vec!["x-auth-scope", "authorization", "x-auth-bad"]);
+        use HeaderMutation::{Remove, Set};
+        assert_eq!(
+            a.header_mutations().collect::<Vec<_>>(),
+            vec![
+                Set("x-auth-subject", "alice"),
+                Remove("x-auth-bad"),
+                Remove("x-auth-scope"),
+                Remove("authorization")
+            ]
+        );
         let (set, remove) = a.clone().into_header_mutations();
         assert_eq!(set, vec![("x-auth-subject".into(), "alice".into())]);
         assert_eq!(remove, ["x-auth-scope", "authorization", "x-auth-bad"]);

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use smol_str::SmolStr;
+
 use crate::config::Config;
 use crate::token::verified::{VerifiedToken, safe_header_value};
 
@@ -15,30 +17,30 @@ pub(crate) type ClaimsMapping<'a> = (&'a VerifiedToken, &'a BTreeMap<String, Str
 #[derive(Debug, Clone)]
 pub(crate) struct HeaderPlan {
     /// Every name we may inject: the SPIFFE ID header and all `claims_to_headers` targets.
-    injectable: Vec<String>,
-    spiffe_id_header: String,
+    injectable: Vec<SmolStr>,
+    spiffe_id_header: SmolStr,
 }
 
 impl HeaderPlan {
     /// Collects the injectable names of `config`.
     pub(crate) fn new(config: &Config) -> Self {
-        let mut injectable: Vec<String> = config
+        let mut injectable: Vec<SmolStr> = config
             .providers
             .iter()
-            .flat_map(|p| p.claims_to_headers.values().cloned())
+            .flat_map(|p| p.claims_to_headers.values().map(SmolStr::new))
             .collect();
-        injectable.push(config.identity.spiffe_id_header.clone());
+        injectable.push(SmolStr::new(&config.identity.spiffe_id_header));
         injectable.sort();
         injectable.dedup();
         Self {
             injectable,
-            spiffe_id_header: config.identity.spiffe_id_header.clone(),
+            spiffe_id_header: SmolStr::new(&config.identity.spiffe_id_header),
         }
     }
 
     /// Every name an allow can set or remove: the injectable names and `authorization`.
     pub(crate) fn written(&self) -> Vec<String> {
-        let mut names = self.injectable.clone();
+        let mut names: Vec<String> = self.injectable.iter().map(SmolStr::to_string).collect();
         if !names
             .iter()
             .any(|n| n == crate::request::AUTHORIZATION_HEADER)
@@ -54,10 +56,10 @@ impl HeaderPlan {
         &self,
         spiffe_id: Option<&str>,
         claims: Option<ClaimsMapping<'_>>,
-    ) -> (Vec<(String, String)>, Vec<String>) {
-        let mut set: Vec<(String, String)> = Vec::new();
+    ) -> (Vec<(SmolStr, SmolStr)>, Vec<SmolStr>) {
+        let mut set: Vec<(SmolStr, SmolStr)> = Vec::with_capacity(self.injectable.len());
         if let Some(id) = spiffe_id.filter(|v| safe_header_value(v)) {
-            set.push((self.spiffe_id_header.clone(), id.to_string()));
+            set.push((self.spiffe_id_header.clone(), SmolStr::new(id)));
         }
         if let Some((token, mapping)) = claims {
             // Values were rendered (and checked) when the token was verified, in mapping order.
@@ -66,15 +68,17 @@ impl HeaderPlan {
                 if set.iter().any(|(h, _)| h == header) {
                     continue;
                 }
-                set.push((header.clone(), value.to_string()));
+                set.push((SmolStr::new(header), SmolStr::new(value)));
             }
         }
-        let remove = self
-            .injectable
-            .iter()
-            .filter(|name| !set.iter().any(|(h, _)| h == *name))
-            .cloned()
-            .collect();
+        // Room for `authorization`, which the checker adds unless the token is forwarded.
+        let mut remove = Vec::with_capacity(self.injectable.len() + 1);
+        remove.extend(
+            self.injectable
+                .iter()
+                .filter(|name| !set.iter().any(|(h, _)| h == *name))
+                .cloned(),
+        );
         (set, remove)
     }
 }
@@ -140,14 +144,14 @@ mod tests {
             "iss": "i", "exp": 1, "sub": "alice\r\nx-admin: true", "scope": "a b"
         }));
         let (set, remove) = plan().build(None, Some((&t, &mapping())));
-        assert_eq!(set, vec![("x-auth-scope".to_string(), "a b".to_string())]);
-        assert!(remove.contains(&"x-auth-subject".to_string()));
+        assert_eq!(set, vec![("x-auth-scope".into(), "a b".into())]);
+        assert!(remove.contains(&"x-auth-subject".into()));
     }
 
     #[test]
     fn a_spiffe_id_with_control_characters_is_not_set() {
         let (set, remove) = plan().build(Some("spiffe://td/x\r\ny: z"), None);
         assert!(set.is_empty());
-        assert!(remove.contains(&"x-auth-spiffe-id".to_string()));
+        assert!(remove.contains(&"x-auth-spiffe-id".into()));
     }
 }

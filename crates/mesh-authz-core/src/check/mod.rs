@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
+use smol_str::SmolStr;
 
 use crate::compile::Compiled;
 use crate::config::{Action, IdentityConfig, OnError};
@@ -96,6 +97,12 @@ impl Checker {
     /// The token verifier (for readiness).
     pub fn verifier(&self) -> &Arc<Verifier> {
         &self.verifier
+    }
+
+    /// Where this checker counts its outcomes: a host counts a check it refused itself (a
+    /// deadline) into the same sink.
+    pub fn metrics(&self) -> &dyn MetricsSink {
+        &*self.metrics
     }
 
     /// Decides one request at time `now` (unix seconds), counting and logging the outcome.
@@ -283,8 +290,14 @@ impl Checker {
             other => other,
         };
 
-        // A token this thread verified before skips the grammar scans (it passed them then).
-        let token = match extract::bearer_known(&req.headers, |t| self.verifier.seen_here(t)) {
+        // A token this thread verified before skips the grammar scans (it passed them then), and
+        // the same front lookup is the verification's answer.
+        let mut here = None;
+        let found = extract::bearer_known(&req.headers, |t| {
+            here = self.verifier.verify_here(t, now);
+            here.is_some()
+        });
+        let verified = match found {
             Ok(None) => None,
             Err(_) => {
                 fail(
@@ -293,20 +306,25 @@ impl Checker {
                 )?;
                 None
             }
-            Ok(Some(raw)) => match self.verifier.verify(raw, now).await {
-                Ok(t) => Some(t),
-                Err(e) if e.is_dependency_failure() => {
-                    fail(Denied::new(DenyStatus::Unavailable, e.reason(), rule))?;
-                    None
-                }
-                Err(e) => {
-                    fail(
-                        Denied::new(DenyStatus::Unauthorized, e.reason(), rule)
-                            .with_challenge(CHALLENGE_INVALID),
-                    )?;
-                    None
-                }
-            },
+            Ok(Some(raw)) => Some(match here {
+                Some(answer) => answer,
+                None => self.verifier.verify(raw, now).await,
+            }),
+        };
+        let token = match verified {
+            None => None,
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) if e.is_dependency_failure() => {
+                fail(Denied::new(DenyStatus::Unavailable, e.reason(), rule))?;
+                None
+            }
+            Some(Err(e)) => {
+                fail(
+                    Denied::new(DenyStatus::Unauthorized, e.reason(), rule)
+                        .with_challenge(CHALLENGE_INVALID),
+                )?;
+                None
+            }
         };
         // RFC 8705 §3: a token that carries a certificate confirmation is bound on every rule,
         // not only where `bound_token` asks for one; a mismatch is an invalid token.
@@ -388,7 +406,7 @@ impl Checker {
         let mapping = token.zip(provider).map(|(t, p)| (t, &p.claims_to_headers));
         let (set_headers, mut remove_headers) = self.headers.build(spiffe_id, mapping);
         if !provider.is_some_and(|p| p.forward_token) {
-            remove_headers.push("authorization".to_string());
+            remove_headers.push(SmolStr::new_static(crate::request::AUTHORIZATION_HEADER));
         }
         let mut metadata = Map::new();
         if self.allow_metadata {
@@ -410,7 +428,7 @@ impl Checker {
             }
         }
         Allowed {
-            rule: rule.map(str::to_string),
+            rule: rule.map(SmolStr::new),
             set_headers,
             remove_headers,
             metadata,

@@ -33,7 +33,7 @@ pub fn bearer<H: Headers + ?Sized>(headers: &H) -> Result<Option<&str>, ExtractE
 /// exactly what [`bearer`] returns, for every input.
 pub fn bearer_known<H: Headers + ?Sized>(
     headers: &H,
-    known: impl Fn(&str) -> bool,
+    known: impl FnOnce(&str) -> bool,
 ) -> Result<Option<&str>, ExtractError> {
     let Some(value) = headers.header(AUTHORIZATION) else {
         return Ok(None);

@@ -333,12 +333,19 @@ impl Verifier {
         self.providers.get(index).map(|p| &p.name)
     }
 
-    /// Whether `token` is in this thread's front of the cache: it was verified before, so it
-    /// is a well-formed token68 (whether it is still valid is [`Verifier::verify`]'s to say).
-    pub fn seen_here(&self, token: &str) -> bool {
-        self.fronts
-            .get()
-            .is_some_and(|f| f.borrow().entries.contains_key(token))
+    /// [`Verifier::verify`]'s answer from this thread's front alone, without I/O: `Some` when the
+    /// front holds `token` and its entry may still be used at `now` (then the answer is exactly
+    /// what `verify` gives), `None` otherwise (ask `verify`). A `Some` also means the token was
+    /// verified before, so it is a well-formed token68: one lookup answers both questions.
+    pub fn verify_here(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Option<Result<Arc<VerifiedToken>, TokenError>> {
+        let front = self.fronts.get()?;
+        let entries = front.borrow();
+        let hit = entries.entries.get(token)?;
+        self.cached(hit, now)
     }
 
     /// Verifies one token at time `now` (unix seconds).

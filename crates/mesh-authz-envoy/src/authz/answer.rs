@@ -12,6 +12,7 @@
 //! Dynamic metadata goes under namespace `mesh_authz`. The 1.40 ABI sets string values only:
 //! strings are set as they are, other values (claims, the dry-run object) as their JSON text.
 
+use mesh_authz_core::check::answer::HeaderMutation;
 use mesh_authz_core::decision::{Decision, METADATA_NAMESPACE};
 use serde_json::{Map, Value};
 
@@ -36,17 +37,18 @@ pub(crate) fn apply(
     let may_carry = |name: &str| carried.is_none_or(|c| c.may_carry(name));
     match decision {
         Decision::Allow(allow) => {
-            let (set, remove) = allow.header_mutations();
-            for (name, value) in set {
-                if may_carry(name) {
-                    stream.set_request_header(name, value.as_bytes());
-                } else {
-                    stream.add_request_header(name, value.as_bytes());
-                }
-            }
-            for name in remove {
-                if may_carry(name) {
-                    stream.remove_request_header(name);
+            for mutation in allow.header_mutations() {
+                match mutation {
+                    HeaderMutation::Set(name, value) if may_carry(name) => {
+                        stream.set_request_header(name, value.as_bytes());
+                    }
+                    HeaderMutation::Set(name, value) => {
+                        stream.add_request_header(name, value.as_bytes());
+                    }
+                    HeaderMutation::Remove(name) if may_carry(name) => {
+                        stream.remove_request_header(name);
+                    }
+                    HeaderMutation::Remove(_) => {}
                 }
             }
             set_metadata(stream, allow.metadata_facts());

@@ -3,6 +3,8 @@
 use std::ffi::c_char;
 use std::marker::PhantomData;
 
+use smallvec::SmallVec;
+
 use super::Stream;
 use crate::abi;
 
@@ -131,26 +133,28 @@ impl<'a> HeaderMap<'a> {
         self.len() == 0
     }
 
-    /// Every `(name, value)` entry, borrowed (only the small pointer array is allocated).
-    pub fn entries(&self) -> Vec<(&'a [u8], &'a [u8])> {
+    /// Every `(name, value)` entry, borrowed. Up to [`ENTRIES_INLINE`] entries (every ordinary
+    /// request) nothing is allocated: the listing lives on the caller's stack.
+    pub fn entries(&self) -> Entries<'a> {
         let n = self.len();
         if n == 0 {
-            return Vec::new();
+            return Entries::new();
         }
-        let mut out = vec![abi::EnvoyHttpHeader::NULL; n];
-        // SAFETY: `out` holds `get_headers_size` entries, as the header requires; the map can not
+        let mut raw: SmallVec<[abi::EnvoyHttpHeader; ENTRIES_INLINE]> =
+            smallvec::smallvec![abi::EnvoyHttpHeader::NULL; n];
+        // SAFETY: `raw` holds `get_headers_size` entries, as the header requires; the map can not
         // change in between (we hold `&Stream`).
         let ok = unsafe {
             abi::envoy_dynamic_module_callback_http_get_headers(
                 self.envoy,
                 self.kind.abi(),
-                out.as_mut_ptr(),
+                raw.as_mut_ptr(),
             )
         };
         if !ok {
-            return Vec::new();
+            return Entries::new();
         }
-        out.iter()
+        raw.iter()
             .map(|h| {
                 // SAFETY: as in `get`.
                 unsafe {
@@ -163,3 +167,9 @@ impl<'a> HeaderMap<'a> {
             .collect()
     }
 }
+
+/// How many header entries [`HeaderMap::entries`] holds without allocating.
+pub const ENTRIES_INLINE: usize = 32;
+
+/// A header map's `(name, value)` entries, borrowed from Envoy for the hook's duration.
+pub type Entries<'a> = SmallVec<[(&'a [u8], &'a [u8]); ENTRIES_INLINE]>;
