@@ -12,7 +12,6 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use mesh_authz_core::check::Checker;
 use mesh_authz_core::clock::unix_now;
@@ -47,8 +46,6 @@ enum Verdict {
 struct Waiting {
     slot: Arc<Mutex<Option<Verdict>>>,
     task: AbortHandle,
-    /// The request the check reads, shared with it (for the deadline's log line).
-    request: Arc<Request<CopiedHeaders>>,
 }
 
 /// The `mesh-authz` filter of one stream.
@@ -86,12 +83,35 @@ impl AuthzFilter {
         req: Request<CopiedHeaders>,
         carried: &Carried<'_>,
     ) -> HeadersStatus {
-        let started = Instant::now();
-        let request = Arc::new(req);
-        let mut check = Box::pin({
-            let req = Arc::clone(&request);
-            let checker = Arc::clone(checker);
-            async move { checker.check_traced(&*req, unix_now(), None).await }
+        let deadline = tokio::time::Instant::now() + self.config.check_timeout;
+        let checker = Arc::clone(checker);
+        // One future owns the request and runs the whole check: polled once here, inline, and
+        // only if that is not enough, spawned on the runtime, where it waits under the deadline
+        // (no timer and no second allocation on the inline path).
+        let mut check = Box::pin(async move {
+            let mut decide = std::pin::pin!(checker.check_traced(&req, unix_now(), None));
+            if let Some(decision) = first_poll(decide.as_mut()).await {
+                return Verdict::Decided(decision);
+            }
+            match tokio::time::timeout_at(deadline, decide).await {
+                Ok(decision) => Verdict::Decided(decision),
+                Err(_) => {
+                    // Logged and counted here, where the request still is.
+                    let denied = Denied::deadline_exceeded();
+                    mesh_authz_core::check::log_refused(
+                        &denied,
+                        &req.method,
+                        &req.host,
+                        &req.path,
+                        req.request_id.as_deref(),
+                        None,
+                    );
+                    checker
+                        .metrics()
+                        .check_answered(CheckOutcome::Deny, denied.reason, None);
+                    Verdict::TimedOut
+                }
+            }
         });
         let runtime = self.config.runtime;
         let polled = {
@@ -99,8 +119,19 @@ impl AuthzFilter {
             let _context = runtime.enter();
             check.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         };
-        if let Poll::Ready(decision) = polled {
-            return Self::answer_now(stream, &decision, carried);
+        match polled {
+            Poll::Ready(Verdict::Decided(decision)) => {
+                return Self::answer_now(stream, &decision, carried);
+            }
+            // The deadline is only awaited on the runtime, never on this first poll; fail closed.
+            Poll::Ready(Verdict::TimedOut) => {
+                return Self::answer_now(
+                    stream,
+                    &Decision::Deny(Denied::deadline_exceeded()),
+                    carried,
+                );
+            }
+            Poll::Pending => {}
         }
         let Some(scheduler) = stream.scheduler() else {
             tracing::error!(
@@ -116,15 +147,11 @@ impl AuthzFilter {
             );
             return HeadersStatus::StopIteration;
         };
-        let budget = self.config.check_timeout.saturating_sub(started.elapsed());
         let slot = Arc::new(Mutex::new(None));
         let task = {
             let slot = Arc::clone(&slot);
             runtime.spawn(async move {
-                let verdict = match tokio::time::timeout(budget, check).await {
-                    Ok(decision) => Verdict::Decided(decision),
-                    Err(_) => Verdict::TimedOut,
-                };
+                let verdict = check.await;
                 *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict);
                 // A no-op when the stream is gone.
                 scheduler.commit(VERDICT_READY);
@@ -133,10 +160,30 @@ impl AuthzFilter {
         self.waiting = Some(Waiting {
             slot,
             task: task.abort_handle(),
-            request,
         });
         HeadersStatus::StopAllIterationAndBuffer
     }
+}
+
+/// Polls `future` once: its answer, if it has one at once; otherwise `None`, after handing back
+/// `Pending` once, so that whatever follows runs on the next poll, which the runtime makes when
+/// the filter spawns the check (a new task is always polled). The inner future has registered
+/// its waker by then and re-registers the runtime's on that next poll.
+async fn first_poll<F: Future>(mut future: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(None);
+        }
+        match future.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending => {
+                yielded = true;
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 impl Filter for AuthzFilter {
@@ -181,18 +228,12 @@ impl Filter for AuthzFilter {
             .take();
         let decision = match verdict {
             Some(Verdict::Decided(d)) => d,
+            // The task logged and counted it.
+            Some(Verdict::TimedOut) => Decision::Deny(Denied::deadline_exceeded()),
             // Committed only after the slot is filled; kept fail-closed all the same.
-            Some(Verdict::TimedOut) | None => {
+            None => {
                 let denied = Denied::deadline_exceeded();
-                let s = &waiting.request;
-                mesh_authz_core::check::log_refused(
-                    &denied,
-                    &s.method,
-                    &s.host,
-                    &s.path,
-                    s.request_id.as_deref(),
-                    None,
-                );
+                tracing::error!("woken without a verdict; answering 503");
                 self.config
                     .stats
                     .sink()

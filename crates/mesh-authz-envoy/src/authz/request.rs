@@ -163,9 +163,11 @@ fn attribute(stream: &Stream<'_>, id: Attribute) -> Option<String> {
 
 /// The connection's peer certificate as facts; empty without one.
 fn peer(stream: &Stream<'_>) -> PeerInfo {
-    // `connection.mtls`: TLS with a peer certificate. Without one, the four certificate
-    // attributes are absent anyway; an Envoy that cannot say (`None`) is asked for them.
-    if stream.attribute_bool(Attribute::ConnectionMtls) == Some(false) {
+    // `connection.mtls`: whether the TLS peer presented a certificate. Envoy 1.40 gives no value
+    // without TLS, and reads the four certificate attributes from the same TLS connection, so
+    // anything but `true` means there is no certificate to ask about (four calls saved on every
+    // plaintext request). Fail closed either way: a peer not read is no peer.
+    if stream.attribute_bool(Attribute::ConnectionMtls) != Some(true) {
         return PeerInfo::default();
     }
     let uri_san = attribute(stream, Attribute::ConnectionUriSanPeerCertificate);
