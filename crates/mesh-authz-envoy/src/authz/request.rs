@@ -6,7 +6,7 @@
 //!   kept lossily (they can only fail the checks that read them). Nothing else is copied: a copy
 //!   of every header cost more than the rest of a cached check;
 //! * method, host and path from `:method`, `:authority` (else `host`) and `:path` (query
-//!   stripped); the request id from `request.id` (else `x-request-id`);
+//!   stripped); the request id from `x-request-id` (which Envoy sets), else `request.id`;
 //! * the peer from the connection: URI SAN, DNS SAN, subject and SHA-256 digest become a
 //!   [`ConnectionPeer`] (read by the `certificate` identity source, certificate-bound tokens), and
 //!   [`PeerInfo::principal`] is what Envoy's `source.principal` is (URI SAN, else subject).
@@ -64,13 +64,10 @@ impl<'w> Carried<'w> {
     }
 
     /// Whether the request may carry `name` (`true` for a name not written by the checker:
-    /// unknown means possibly there).
+    /// unknown means possibly there). `name` is one of the checker's own names, so it is found
+    /// by exact comparison; any other spelling is unknown, and so possibly there.
     pub(crate) fn may_carry(&self, name: &str) -> bool {
-        match self
-            .written
-            .iter()
-            .position(|w| w.eq_ignore_ascii_case(name))
-        {
+        match self.written.iter().position(|w| w == name) {
             Some(i) if i < 64 => self.mask & (1 << i) != 0,
             _ => true,
         }
@@ -114,7 +111,11 @@ pub(crate) fn from_stream<'c>(
             p
         })
         .unwrap_or_default();
-    let request_id = attribute(stream, Attribute::RequestId).or_else(|| text("x-request-id"));
+    // The header Envoy sets before any filter runs is its `request.id`: read from the listing in
+    // hand, the attribute (an Envoy call) only without it.
+    let request_id = text("x-request-id")
+        .filter(|v| !v.is_empty())
+        .or_else(|| attribute(stream, Attribute::RequestId));
     let request = Request {
         method,
         host,
