@@ -332,7 +332,7 @@ def cmd_render(a):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 4, figsize=(20, 4.5))
     short = {"a": "(a) none", "b": "(b) jwt_authn", "c": "(c) ext_authz\nmesh-authz", "d": "(d) ext_authz\nno-op",
-             "e": "(e) in-proxy", "er": "(e) in-proxy\nRedis", "h": "(h) no-op\n1 worker",
+             "e": "(e) in-proxy", "e0": "(e0) module\nfloor", "er": "(e) in-proxy\nRedis", "h": "(h) no-op\n1 worker",
              "f": "(f) mTLS\nmesh-authz", "g": "(g) mTLS\n+ peer cert"}
     names = [short[s] for s in summary]
     ax[0].bar(names, [summary[s]["rps"] for s in summary], color="#4477aa")

@@ -10,10 +10,10 @@
 //! epoch first, and a fill re-checks the epoch after inserting and removes its entry if it moved.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mesh_authz_core::revocation::{Status, TokenRef, evaluate};
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 
 use crate::telemetry::Metrics;
 
@@ -22,10 +22,55 @@ pub(super) const EVENT_JTI: &str = "jti:";
 /// Event payload prefix of a subject change (`sub:{sub}`).
 pub(super) const EVENT_SUB: &str = "sub:";
 
+/// One kind of fact, each kept until its own deadline. A bounded map (quick_cache, its keys
+/// hashed with a per-process random seed) whose entries carry the instant they stop being used:
+/// a read is one hash and a shard read-lock, which is what a request pays on a cache hit. (A
+/// cache with its own expiry and eviction bookkeeping cost a request several times that.) An
+/// expired entry is never answered and is dropped when read; capacity bounds what stays.
+struct Facts<T> {
+    map: Cache<String, (T, Instant)>,
+    ttl: Duration,
+}
+
+impl<T: Clone> Facts<T> {
+    fn new(ttl: Duration, capacity: u64) -> Self {
+        Self {
+            map: Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX).max(1)),
+            ttl,
+        }
+    }
+
+    fn get(&self, key: &str, now: Instant) -> Option<T> {
+        let (value, until) = self.map.get(key)?;
+        if now < until {
+            return Some(value);
+        }
+        self.map.remove(key);
+        None
+    }
+
+    fn insert(&self, key: &str, value: T) {
+        let until = Instant::now() + self.ttl;
+        self.map.insert(key.to_string(), (value, until));
+    }
+
+    fn remove(&self, key: &str) {
+        self.map.remove(key);
+    }
+
+    fn clear(&self) {
+        self.map.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
 /// Cached facts, dropped on invalidation events.
 pub(super) struct LookupCache {
-    jtis: Cache<String, bool>,
-    subjects: Cache<String, Option<i64>>,
+    jtis: Facts<bool>,
+    subjects: Facts<Option<i64>>,
     epoch: AtomicU64,
     enabled: AtomicBool,
     metrics: Metrics,
@@ -34,8 +79,8 @@ pub(super) struct LookupCache {
 impl std::fmt::Debug for LookupCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LookupCache")
-            .field("jtis", &self.jtis.entry_count())
-            .field("subjects", &self.subjects.entry_count())
+            .field("jtis", &self.jtis.len())
+            .field("subjects", &self.subjects.len())
             .field("enabled", &self.enabled.load(Ordering::Relaxed))
             .finish()
     }
@@ -46,14 +91,8 @@ impl LookupCache {
     /// disabled (see [`LookupCache::set_enabled`]).
     pub(super) fn new(ttl: Duration, capacity: u64, metrics: Metrics) -> LookupCache {
         LookupCache {
-            jtis: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
-            subjects: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
+            jtis: Facts::new(ttl, capacity),
+            subjects: Facts::new(ttl, capacity),
             epoch: AtomicU64::new(0),
             enabled: AtomicBool::new(false),
             metrics,
@@ -79,14 +118,14 @@ impl LookupCache {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    /// Whether `jti` is revoked, if known.
-    pub(super) fn jti(&self, jti: &str) -> Option<bool> {
-        self.jtis.get(jti)
+    /// Whether `jti` is revoked, if known at `now`.
+    pub(super) fn jti(&self, jti: &str, now: Instant) -> Option<bool> {
+        self.jtis.get(jti, now)
     }
 
-    /// The cut-off of `sub` (`None`: no cut-off), if known.
-    pub(super) fn subject(&self, sub: &str) -> Option<Option<i64>> {
-        self.subjects.get(sub)
+    /// The cut-off of `sub` (`None`: no cut-off), if known at `now`.
+    pub(super) fn subject(&self, sub: &str, now: Instant) -> Option<Option<i64>> {
+        self.subjects.get(sub, now)
     }
 
     /// Caches a fetched `jti` fact unless an invalidation happened since `epoch`.
@@ -94,9 +133,9 @@ impl LookupCache {
         if !self.enabled() || self.epoch() != epoch {
             return;
         }
-        self.jtis.insert(jti.to_string(), revoked);
+        self.jtis.insert(jti, revoked);
         if self.epoch() != epoch {
-            self.jtis.invalidate(jti);
+            self.jtis.remove(jti);
         }
     }
 
@@ -105,9 +144,9 @@ impl LookupCache {
         if !self.enabled() || self.epoch() != epoch {
             return;
         }
-        self.subjects.insert(sub.to_string(), cutoff);
+        self.subjects.insert(sub, cutoff);
         if self.epoch() != epoch {
-            self.subjects.invalidate(sub);
+            self.subjects.remove(sub);
         }
     }
 
@@ -115,10 +154,10 @@ impl LookupCache {
     pub(super) fn invalidate_event(&self, payload: &str) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         if let Some(jti) = payload.strip_prefix(EVENT_JTI) {
-            self.jtis.invalidate(jti);
+            self.jtis.remove(jti);
             self.count("jti");
         } else if let Some(sub) = payload.strip_prefix(EVENT_SUB) {
-            self.subjects.invalidate(sub);
+            self.subjects.remove(sub);
             self.count("sub");
         } else {
             self.clear();
@@ -132,8 +171,8 @@ impl LookupCache {
     }
 
     fn clear(&self) {
-        self.jtis.invalidate_all();
-        self.subjects.invalidate_all();
+        self.jtis.clear();
+        self.subjects.clear();
         self.count("all");
     }
 
@@ -155,10 +194,11 @@ pub(super) struct CacheView<'t> {
 
 impl<'t> CacheView<'t> {
     pub(super) fn read(cache: &LookupCache, token: TokenRef<'t>) -> Self {
+        let now = Instant::now();
         Self {
-            jti: token.jti.map(|j| (j, cache.jti(j))),
-            parent: token.parent_jti.map(|p| (p, cache.jti(p))),
-            cutoff: token.sub.map(|s| (s, cache.subject(s))),
+            jti: token.jti.map(|j| (j, cache.jti(j, now))),
+            parent: token.parent_jti.map(|p| (p, cache.jti(p, now))),
+            cutoff: token.sub.map(|s| (s, cache.subject(s, now))),
         }
     }
 
@@ -197,12 +237,16 @@ mod tests {
     fn fills_only_when_enabled() {
         let c = LookupCache::new(Duration::from_secs(60), 100, Metrics::new());
         c.put_jti("a", false, c.epoch());
-        assert_eq!(c.jti("a"), None);
+        assert_eq!(c.jti("a", Instant::now()), None);
         c.set_enabled(true);
         c.put_jti("a", false, c.epoch());
-        assert_eq!(c.jti("a"), Some(false));
+        assert_eq!(c.jti("a", Instant::now()), Some(false));
         c.set_enabled(false);
-        assert_eq!(c.jti("a"), None, "disabling drops everything");
+        assert_eq!(
+            c.jti("a", Instant::now()),
+            None,
+            "disabling drops everything"
+        );
     }
 
     #[test]
@@ -212,13 +256,17 @@ mod tests {
         c.put_jti("b", false, c.epoch());
         c.put_subject("alice", None, c.epoch());
         c.invalidate_event("jti:a");
-        assert_eq!(c.jti("a"), None);
-        assert_eq!(c.jti("b"), Some(false));
-        assert_eq!(c.subject("alice"), Some(None));
+        assert_eq!(c.jti("a", Instant::now()), None);
+        assert_eq!(c.jti("b", Instant::now()), Some(false));
+        assert_eq!(c.subject("alice", Instant::now()), Some(None));
         c.invalidate_event("sub:alice");
-        assert_eq!(c.subject("alice"), None);
+        assert_eq!(c.subject("alice", Instant::now()), None);
         c.invalidate_event("garbage");
-        assert_eq!(c.jti("b"), None, "an unknown event drops everything");
+        assert_eq!(
+            c.jti("b", Instant::now()),
+            None,
+            "an unknown event drops everything"
+        );
     }
 
     #[test]
@@ -227,9 +275,32 @@ mod tests {
         let before = c.epoch();
         c.invalidate_event("jti:x");
         c.put_jti("x", false, before);
-        assert_eq!(c.jti("x"), None);
+        assert_eq!(c.jti("x", Instant::now()), None);
         c.put_subject("s", None, before);
-        assert_eq!(c.subject("s"), None);
+        assert_eq!(c.subject("s", Instant::now()), None);
+    }
+
+    #[test]
+    fn a_zero_ttl_caches_nothing_and_capacity_bounds_the_rest() {
+        let c = LookupCache::new(Duration::ZERO, 100, Metrics::new());
+        c.set_enabled(true);
+        c.put_jti("a", true, c.epoch());
+        assert_eq!(c.jti("a", Instant::now()), None);
+        let c = cache();
+        for i in 0..1000 {
+            c.put_jti(&format!("j{i}"), false, c.epoch());
+        }
+        assert!(c.jtis.len() <= 100, "{} facts kept", c.jtis.len());
+        // A fact is answered only before its deadline, whatever clock the reader passes.
+        c.put_subject("alice", Some(7), c.epoch());
+        let now = Instant::now();
+        assert_eq!(c.subject("alice", now), Some(Some(7)));
+        assert_eq!(c.subject("alice", now + Duration::from_secs(61)), None);
+        assert_eq!(
+            c.subject("alice", now),
+            None,
+            "an expired fact is dropped when read"
+        );
     }
 
     #[test]
@@ -238,6 +309,6 @@ mod tests {
         c.set_enabled(true);
         c.put_jti("a", false, c.epoch());
         std::thread::sleep(Duration::from_millis(120));
-        assert_eq!(c.jti("a"), None);
+        assert_eq!(c.jti("a", Instant::now()), None);
     }
 }
