@@ -19,7 +19,7 @@ SETUPS = {
     "c": "(c) ext_authz gRPC → mesh-authz",
     "d": "(d) ext_authz gRPC → no-op server",
     "e": "(e) mesh-authz in-proxy (Envoy dynamic module)",
-    "er": "(e) in-proxy, Redis revocation (cache hit)",
+    "er": "(er) in-proxy, Redis revocation (cache hit)",
     "e0": "(e0) dynamic-module floor: the module on a route with the check disabled",
     "h": "(h) ext_authz gRPC → one-worker no-op (sets one header)",
     "f": "(f) mTLS listener, ext_authz over mTLS → mesh-authz",
@@ -163,7 +163,7 @@ def cmd_render(a):
         ("(e)/(b) req/s, in-proxy / jwt_authn", "e", "b", "rps", 1.0, True),
         ("(e)/(a) req/s, in-proxy / no filter", "e", "a", "rps", 0.85, True),
         ("(e)/(b) Envoy CPU per request", "e", "b", "envoy_cpu_ms_per_1k", 1.0, False),
-        ("(e) Redis cache hit / memory store, req/s", "er", "e", "rps", 0.95, True),
+        ("(er)/(e) req/s, Redis cache hit / memory store", "er", "e", "rps", 0.95, True),
     ):
         if a_ in summary and b_ in summary:
             m, xs = per_round_ratio(lambda q, a_=a_: q["setup"] == a_, lambda q, b_=b_: q["setup"] == b_,
@@ -332,7 +332,7 @@ def cmd_render(a):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 4, figsize=(20, 4.5))
     short = {"a": "(a) none", "b": "(b) jwt_authn", "c": "(c) ext_authz\nmesh-authz", "d": "(d) ext_authz\nno-op",
-             "e": "(e) in-proxy", "e0": "(e0) module\nfloor", "er": "(e) in-proxy\nRedis", "h": "(h) no-op\n1 worker",
+             "e": "(e) in-proxy", "e0": "(e0) module\nfloor", "er": "(er) in-proxy\nRedis", "h": "(h) no-op\n1 worker",
              "f": "(f) mTLS\nmesh-authz", "g": "(g) mTLS\n+ peer cert"}
     names = [short[s] for s in summary]
     ax[0].bar(names, [summary[s]["rps"] for s in summary], color="#4477aa")
