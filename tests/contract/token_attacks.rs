@@ -1102,8 +1102,22 @@ async fn verify_here_answers_from_this_threads_front_exactly_as_verify_does() {
             f.verifier.verify(&token, now).await.unwrap_err()
         );
     }
-    // Past the entry's cache lifetime: no answer here, `verify` decides.
+    // Past the entry's cache lifetime: no answer here, and the stale entry leaves the front;
+    // past the front, the shared cache answers and puts the token back.
     assert!(f.verifier.verify_here(&token, i64::MAX - 1).is_none());
+    assert!(
+        f.verifier.verify_here(&token, NOW).is_none(),
+        "stale entry dropped"
+    );
+    f.verifier.verify_beyond_front(&token, NOW).await.unwrap();
+    assert!(f.verifier.verify_here(&token, NOW).is_some());
+    assert_eq!(
+        f.verifier
+            .verify_beyond_front(&"a".repeat(1 << 20), NOW)
+            .await
+            .unwrap_err(),
+        TokenError::TooLarge
+    );
     // Only the exact token: one more byte, or one less, is not found.
     assert!(f.verifier.verify_here(&format!("{token}A"), NOW).is_none());
     assert!(

@@ -18,7 +18,8 @@ pub enum HeaderMutation<'a> {
 }
 
 impl Allowed {
-    /// The upstream header mutations this allow asks for, sets first. Each [`HeaderMutation::Set`]
+    /// The upstream header mutations this allow asks for: one per header to set, then its
+    /// removals. Each [`HeaderMutation::Set`]
     /// replaces every value the client sent under that name; each [`HeaderMutation::Remove`]
     /// strips the name. A value to set that is not a safe header value (control characters, over
     /// the size bound) becomes a removal: a name we may inject is never left to the client. An

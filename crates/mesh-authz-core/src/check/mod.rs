@@ -291,11 +291,14 @@ impl Checker {
         };
 
         // A token this thread verified before skips the grammar scans (it passed them then), and
-        // the same front lookup is the verification's answer.
+        // the same front lookup is the verification's answer. `here`: `None` when the front was
+        // not asked, `Some(None)` when it was and had no answer.
         let mut here = None;
         let found = extract::bearer_known(&req.headers, |t| {
-            here = self.verifier.verify_here(t, now);
-            here.is_some()
+            let answer = self.verifier.verify_here(t, now);
+            let known = answer.is_some();
+            here = Some(answer);
+            known
         });
         let verified = match found {
             Ok(None) => None,
@@ -307,7 +310,8 @@ impl Checker {
                 None
             }
             Ok(Some(raw)) => Some(match here {
-                Some(answer) => answer,
+                Some(Some(answer)) => answer,
+                Some(None) => self.verifier.verify_beyond_front(raw, now).await,
                 None => self.verifier.verify(raw, now).await,
             }),
         };

@@ -335,7 +335,8 @@ impl Verifier {
 
     /// [`Verifier::verify`]'s answer from this thread's front alone, without I/O: `Some` when the
     /// front holds `token` and its entry may still be used at `now` (then the answer is exactly
-    /// what `verify` gives), `None` otherwise (ask `verify`). A `Some` also means the token was
+    /// what `verify` gives), `None` otherwise: then [`Verifier::verify_beyond_front`] gives
+    /// `verify`'s answer without asking the front again. A `Some` also means the token was
     /// verified before, so it is a well-formed token68: one lookup answers both questions.
     pub fn verify_here(
         &self,
@@ -343,28 +344,35 @@ impl Verifier {
         now: i64,
     ) -> Option<Result<Arc<VerifiedToken>, TokenError>> {
         let front = self.fronts.get()?;
-        let entries = front.borrow();
-        let hit = entries.entries.get(token)?;
-        self.cached(hit, now)
+        let answer = self.cached(front.borrow().entries.get(token)?, now);
+        if answer.is_none() {
+            // Expired from the cache, or its key left the JWKS: verified again past the front.
+            front.borrow_mut().entries.remove(token);
+        }
+        answer
     }
 
     /// Verifies one token at time `now` (unix seconds).
     pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<VerifiedToken>, TokenError> {
+        // This thread's front first: no shared memory written, no SHA-256.
+        match self.verify_here(token, now) {
+            Some(answer) => answer,
+            None => self.verify_beyond_front(token, now).await,
+        }
+    }
+
+    /// [`Verifier::verify`] for a token [`Verifier::verify_here`] just found no answer for: the
+    /// shared cache, else a full verification.
+    pub async fn verify_beyond_front(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
+        // The front never holds a token over the limit, so checking it here is checking first.
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
         let front = self.fronts.get_or(|| RefCell::new(Front::new()));
-        // This thread's front first: no shared memory written, no SHA-256.
-        let in_front = front.borrow().entries.get(token).cloned();
-        if let Some(hit) = in_front {
-            match self.cached(&hit, now) {
-                Some(result) => return result,
-                // Expired from the cache, or its key left the JWKS: verify again below.
-                None => {
-                    front.borrow_mut().entries.remove(token);
-                }
-            }
-        }
         let key: [u8; 32] = {
             let d = digest::digest(&digest::SHA256, token.as_bytes());
             let mut k = [0u8; 32];
